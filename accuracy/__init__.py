@@ -1,0 +1,1 @@
+"""Metrics only: CLIP score, FID, thresholds, the accuracy-log reader (see the accuracy issue)."""

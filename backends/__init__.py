@@ -1,0 +1,1 @@
+"""Model side: the Backend protocol, the registry, one file per backend, the tiny model builder."""

@@ -1,0 +1,69 @@
+"""A supported backend that runs no model: deterministic images from the sample index.
+
+It exercises the LoadGen plumbing, measures harness overhead, and injects failures for tests:
+`--set backend.latency_ms=20` sleeps per call, `--set backend.fail_at_call=3` raises on the third.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+from backends.base import BackendError, ImageBatch, ModelSpec, PromptBatch
+
+
+@dataclass(frozen=True)
+class FakeOptions:
+    latency_ms: float = 0.0  # per call
+    per_image_latency_ms: float = 0.0  # added per image in the batch
+    fail_at_call: int = 0  # raise on this call of generate (1-based); 0 = never
+
+
+class FakeBackend:
+    name = "fake"
+    Options = FakeOptions
+
+    def __init__(self, model: ModelSpec, options: FakeOptions) -> None:
+        if options.latency_ms < 0 or options.per_image_latency_ms < 0:
+            raise BackendError(f"fake backend: latencies must be >= 0, got {options}")
+        if options.fail_at_call < 0:
+            raise BackendError(f"fake backend: fail_at_call must be >= 0, got {options.fail_at_call}")
+        self.model = model
+        self.options = options
+        self._calls = 0
+        self._lock = threading.Lock()
+
+    def load(self) -> None:
+        pass
+
+    def warmup(self, batch: PromptBatch) -> None:
+        pass  # warm-up calls do not count towards fail_at_call
+
+    @staticmethod
+    def image_for(sample_index: int, height: int, width: int) -> np.ndarray:
+        """The image the fake backend returns for a sample: a function of the index alone."""
+        rng = np.random.default_rng(sample_index)
+        return rng.integers(0, 256, size=(height, width, 3), dtype=np.uint8)
+
+    def generate(self, batch: PromptBatch) -> ImageBatch:
+        with self._lock:
+            self._calls += 1
+            call = self._calls
+        if self.options.fail_at_call and call == self.options.fail_at_call:
+            raise RuntimeError(f"fake backend: injected failure on call {call}")
+        delay_s = (self.options.latency_ms + self.options.per_image_latency_ms * len(batch)) / 1e3
+        if delay_s > 0:
+            time.sleep(delay_s)
+        h, w = self.model.height, self.model.width
+        images = np.stack([self.image_for(i, h, w) for i in batch.sample_indices])
+        return ImageBatch(images=np.ascontiguousarray(images))
+
+    def describe(self) -> dict[str, Any]:
+        return {"backend": self.name, "device": "none", "dtype": "uint8", **asdict(self.options)}
+
+    def close(self) -> None:
+        pass

@@ -1,0 +1,57 @@
+"""Backend names mapped to lazy imports.
+
+Built-ins register exactly as a plugin would: a name, the module and class that implement it, and
+the pip extra that brings its optional dependencies. Nothing is imported until a backend is chosen.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from typing import Any
+
+from backends.base import BackendError
+
+
+@dataclass(frozen=True)
+class BackendEntry:
+    module: str
+    class_name: str
+    extra: str | None = None  # pip extra that installs what the module imports
+    summary: str = ""
+
+
+BACKENDS: dict[str, BackendEntry] = {
+    "diffusers-eager": BackendEntry(
+        "backends.diffusers_eager",
+        "DiffusersEagerBackend",
+        summary="any diffusers text-to-image pipeline, eager PyTorch",
+    ),
+    "fake": BackendEntry(
+        "backends.fake",
+        "FakeBackend",
+        summary="deterministic images from the sample index, configurable latency and failure",
+    ),
+}
+
+
+def register(name: str, entry: BackendEntry) -> None:
+    """Add a backend (a plugin uses the same path as the built-ins)."""
+    if name in BACKENDS:
+        raise ValueError(f"backend {name!r} is already registered")
+    BACKENDS[name] = entry
+
+
+def backend_class(name: str) -> Any:
+    """Import and return the class behind `name`. Raises BackendError with the fix."""
+    entry = BACKENDS.get(name)
+    if entry is None:
+        raise BackendError(f"unknown backend {name!r}; choose one of: {', '.join(sorted(BACKENDS))}")
+    try:
+        module = importlib.import_module(entry.module)
+    except ImportError as exc:
+        hint = f"pip install -e '.[{entry.extra}]'" if entry.extra else "reinstall the project"
+        raise BackendError(
+            f"backend {name!r} needs a module that is not installed ({exc.name or exc}); run: {hint}"
+        ) from exc
+    return getattr(module, entry.class_name)

@@ -1,0 +1,313 @@
+"""Layered run configuration: typed sections, TOML files, `--set key=value` overrides.
+
+Layers, lowest first: the dataclass defaults below, `configs/models/<model>.toml`, the user's
+`--config FILE.toml`, the explicit CLI flags, then `--set` overrides. LoadGen settings are layered
+the same way, except that the user.conf file (LoadGen's own format) is applied by LoadGen between
+the TOML layers and the `--set loadgen.*` overrides (see harness/loadgen_settings.py).
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import sys
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from harness.errors import ConfigError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+MODELS_DIR = PROJECT_ROOT / "configs" / "models"
+
+SCENARIOS = ("SingleStream", "Offline", "Server")
+MODES = ("performance", "accuracy")
+LATENT_MODES = ("shared", "per-sample")
+
+
+@dataclass(frozen=True)
+class RunSection:
+    scenario: str = "Offline"
+    mode: str = "performance"
+    backend: str = "diffusers-eager"
+    output_dir: str = "runs"
+    progress: bool = True  # rich progress bars on stderr
+
+
+@dataclass(frozen=True)
+class ModelSection:
+    name: str = "tiny"
+    path: str = ""  # local diffusers folder; "" means the built-in tiny model's cache
+    pipeline: str = "StableDiffusionXLPipeline"
+    scheduler: str = ""  # "" keeps the checkpoint's scheduler
+    steps: int = 8
+    guidance_scale: float = 8.0
+    height: int = 64
+    width: int = 64
+    latent_channels: int = 4
+    vae_scale_factor: int = 4
+    negative_prompt: str = ""
+    mlperf_name: str = ""  # LoadGen's model name in user.conf, e.g. "stable-diffusion-xl"
+    development_only: bool = False  # never valid for an MLPerf submission (the tiny model)
+
+
+@dataclass(frozen=True)
+class DatasetSection:
+    path: str = ""  # "" = the embedded prompt pack; .toml = a prompt pack; .tsv = MLPerf captions
+    count: int = 0  # use the first `count` samples; 0 = all
+    performance_sample_count: int = 0  # samples LoadGen may keep loaded; 0 = all
+
+
+@dataclass(frozen=True)
+class LatentsSection:
+    mode: str = "shared"  # "shared": one latent for every sample (MLPerf); "per-sample"
+    file: str = ""  # .npy or .pt; "" = generate from `seed`
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class SutSection:
+    batch_size: int = 8  # Offline: fixed batch size
+    max_batch_size: int = 8  # Server: upper bound of a dynamic batch
+    max_wait_ms: float = 50.0  # Server: how long the oldest query may wait for a batch to fill
+    drain_timeout_s: float = 10.0  # after a failure, how long LoadGen gets to finish
+
+
+@dataclass(frozen=True)
+class AccuracySection:
+    sample_images: int = 4  # PNGs of the first samples written in accuracy mode
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    run: RunSection = field(default_factory=RunSection)
+    model: ModelSection = field(default_factory=ModelSection)
+    dataset: DatasetSection = field(default_factory=DatasetSection)
+    latents: LatentsSection = field(default_factory=LatentsSection)
+    sut: SutSection = field(default_factory=SutSection)
+    accuracy: AccuracySection = field(default_factory=AccuracySection)
+    # Validated against the chosen backend's Options dataclass when the backend is built.
+    backend: dict[str, Any] = field(default_factory=dict)
+    # LoadGen TestSettings attribute -> value, from the TOML layers (model+scenario defaults, --config).
+    loadgen: dict[str, Any] = field(default_factory=dict)
+    # From `--set loadgen.*`: applied after user.conf, so they win over it.
+    loadgen_overrides: dict[str, Any] = field(default_factory=dict)
+    user_conf: str = ""  # LoadGen user.conf file, applied between the two layers above
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+_SECTIONS: dict[str, type] = {
+    f.name: typing.get_type_hints(RunConfig)[f.name]
+    for f in dataclasses.fields(RunConfig)
+    if dataclasses.is_dataclass(typing.get_type_hints(RunConfig)[f.name])
+}
+
+
+def available_models() -> list[str]:
+    return sorted(p.stem for p in MODELS_DIR.glob("*.toml"))
+
+
+def read_toml(path: str | Path) -> dict[str, Any]:
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"config file not found: {p}")
+    try:
+        return tomllib.loads(p.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {p} is not valid TOML: {exc}") from exc
+
+
+def parse_set(item: str) -> tuple[list[str], Any]:
+    """`section.key=value` -> (["section", "key"], value). Values parse as TOML, else as text."""
+    key, sep, raw = item.partition("=")
+    key = key.strip()
+    if not sep or not key or any(not part for part in key.split(".")):
+        raise ConfigError(f"--set expects section.key=value, got {item!r}")
+    raw = raw.strip()
+    try:
+        value = tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw  # bare words such as cuda or bfloat16 are strings
+    return key.split("."), value
+
+
+def _deep_merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(base)
+    for k, v in top.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = _deep_merge(out[k], v)
+        else:
+            out[k] = copy.deepcopy(v)
+    return out
+
+
+def _set_path(tree: dict[str, Any], path: list[str], value: Any) -> None:
+    node = tree
+    for part in path[:-1]:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"--set {'.'.join(path)}: {part!r} is a value, not a section")
+    node[path[-1]] = value
+
+
+def _type_name(tp: Any) -> str:
+    return {int: "an integer", float: "a number", str: "a string", bool: "true or false"}.get(
+        tp, str(tp)
+    )
+
+
+def check_value(where: str, value: Any, tp: Any) -> Any:
+    """Return `value` if it has type `tp` (ints are accepted as floats), else raise ConfigError."""
+    if tp is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if tp is int and isinstance(value, bool):
+        ok = False
+    else:
+        ok = isinstance(value, tp)
+    if not ok:
+        raise ConfigError(
+            f"config key {where!r} must be {_type_name(tp)}, got {value!r} ({type(value).__name__})"
+        )
+    return value
+
+
+def build_dataclass(cls: type, values: dict[str, Any], where: str) -> Any:
+    """Instantiate `cls` from a dict, rejecting unknown keys and wrong types by name."""
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    kwargs: dict[str, Any] = {}
+    for key, value in values.items():
+        if key not in hints:
+            raise ConfigError(
+                f"unknown config key '{where}.{key}'; allowed keys in [{where}]: {', '.join(names)}"
+            )
+        kwargs[key] = check_value(f"{where}.{key}", value, hints[key])
+    return cls(**kwargs)
+
+
+def _choice(where: str, value: str, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise ConfigError(f"{where} {value!r} is not allowed; choose one of: {', '.join(allowed)}")
+
+
+def resolve_config(
+    model: str = "tiny",
+    config_file: str | None = None,
+    cli: dict[str, Any] | None = None,
+    sets: list[str] | None = None,
+) -> RunConfig:
+    """Layer defaults, the model's TOML, --config, CLI flags and --set into one RunConfig.
+
+    `cli` maps dotted keys (e.g. "run.scenario") to the values of explicit CLI flags.
+    """
+    models = available_models()
+    if model not in models:
+        raise ConfigError(f"unknown model {model!r}; choose one of: {', '.join(models)}")
+    tree = read_toml(MODELS_DIR / f"{model}.toml")
+    if config_file:
+        tree = _deep_merge(tree, read_toml(config_file))
+    for dotted, value in (cli or {}).items():
+        if value is not None:
+            _set_path(tree, dotted.split("."), value)
+    overrides: dict[str, Any] = {}
+    for item in sets or []:
+        path, value = parse_set(item)
+        if path[0] == "loadgen" and len(path) == 2 and path[1] != "user_conf":
+            overrides[path[1]] = value
+        else:
+            _set_path(tree, path, value)
+    return _from_tree(tree, overrides)
+
+
+def _from_tree(tree: dict[str, Any], loadgen_overrides: dict[str, Any]) -> RunConfig:
+    allowed_top = list(_SECTIONS) + ["backend", "loadgen"]
+    for key in tree:
+        if key not in allowed_top:
+            raise ConfigError(f"unknown config section {key!r}; allowed: {', '.join(allowed_top)}")
+    sections = {}
+    for name, cls in _SECTIONS.items():
+        raw = tree.get(name, {})
+        if not isinstance(raw, dict):
+            raise ConfigError(f"config key {name!r} must be a section, got {raw!r}")
+        sections[name] = build_dataclass(cls, raw, name)
+    run: RunSection = sections["run"]
+    _choice("scenario", run.scenario, SCENARIOS)
+    _choice("mode", run.mode, MODES)
+    _choice("latents.mode", sections["latents"].mode, LATENT_MODES)
+    for key in ("steps", "height", "width", "latent_channels", "vae_scale_factor"):
+        if getattr(sections["model"], key) <= 0:
+            raise ConfigError(f"model.{key} must be positive, got {getattr(sections['model'], key)}")
+    for key in ("batch_size", "max_batch_size"):
+        if getattr(sections["sut"], key) < 1:
+            raise ConfigError(f"sut.{key} must be at least 1, got {getattr(sections['sut'], key)}")
+    if sections["sut"].max_wait_ms < 0:
+        raise ConfigError(f"sut.max_wait_ms must be >= 0, got {sections['sut'].max_wait_ms}")
+
+    backend = tree.get("backend", {})
+    if not isinstance(backend, dict):
+        raise ConfigError(f"config key 'backend' must be a section, got {backend!r}")
+
+    # [loadgen] holds keys for every scenario plus [loadgen.<Scenario>] tables; keep the chosen one.
+    raw_lg = dict(tree.get("loadgen", {}))
+    user_conf = raw_lg.pop("user_conf", "")
+    check_value("loadgen.user_conf", user_conf, str)
+    loadgen: dict[str, Any] = {}
+    for key, value in raw_lg.items():
+        if key in SCENARIOS:
+            continue
+        loadgen[key] = value
+    scenario_table = raw_lg.get(run.scenario, {})
+    if not isinstance(scenario_table, dict):
+        raise ConfigError(f"[loadgen.{run.scenario}] must be a table")
+    loadgen.update(scenario_table)
+    return RunConfig(
+        backend=dict(backend),
+        loadgen=loadgen,
+        loadgen_overrides=loadgen_overrides,
+        user_conf=user_conf,
+        **sections,
+    )
+
+
+def build_options(options_cls: type, values: dict[str, Any]) -> Any:
+    """The chosen backend's Options from the [backend] section (unknown keys name the allowed)."""
+    return build_dataclass(options_cls, values, "backend")
+
+
+def to_toml(data: dict[str, Any]) -> str:
+    """A small TOML writer for the resolved config (tomllib reads but cannot write)."""
+    lines: list[str] = []
+
+    def scalar(v: Any) -> str:
+        if isinstance(v, bool):
+            return "true" if v else "false"
+        if isinstance(v, (int, float)):
+            return repr(v)
+        if isinstance(v, str):
+            return '"' + v.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+        if isinstance(v, (list, tuple)):
+            return "[" + ", ".join(scalar(x) for x in v) + "]"
+        raise TypeError(f"cannot write {type(v).__name__} to TOML")
+
+    def table(prefix: str, d: dict[str, Any]) -> None:
+        plain = {k: v for k, v in d.items() if not isinstance(v, dict)}
+        nested = {k: v for k, v in d.items() if isinstance(v, dict)}
+        if prefix:
+            lines.append(f"[{prefix}]")
+        for k, v in plain.items():
+            lines.append(f"{k} = {scalar(v)}")
+        if prefix or plain:
+            lines.append("")
+        for k, v in nested.items():
+            table(f"{prefix}.{k}" if prefix else k, v)
+
+    table("", data)
+    return "\n".join(lines).rstrip() + "\n"

@@ -1,0 +1,145 @@
+"""What a run needs recorded to be repeated: versions, revision, host, model weights and seeds."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import json
+import logging
+import os
+import platform
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import harness
+from harness.config import PROJECT_ROOT
+
+log = logging.getLogger(__name__)
+
+LIBRARIES = (
+    "torch",
+    "diffusers",
+    "transformers",
+    "numpy",
+    "mlcommons-loadgen",
+    "onnxruntime",
+    "tensorrt",
+    "open-clip-torch",
+    "pytorch-fid",
+)
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".onnx", ".plan", ".engine")
+
+
+def library_versions() -> dict[str, str]:
+    out = {}
+    for name in LIBRARIES:
+        try:
+            out[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return out
+
+
+def git_revision() -> dict[str, Any]:
+    def git(*args: str) -> str:
+        return subprocess.run(
+            ["git", *args], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=10, check=True
+        ).stdout.strip()
+
+    try:
+        return {"commit": git("rev-parse", "HEAD"), "dirty": bool(git("status", "--porcelain"))}
+    except (OSError, subprocess.SubprocessError):
+        return {"commit": "unknown", "dirty": None}
+
+
+def host_info() -> dict[str, Any]:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    info: dict[str, Any] = {
+        "hostname": platform.node(),
+        "os": platform.platform(),
+        "python": platform.python_version(),
+        "cpu": cpu,
+        "cpu_count": os.cpu_count(),
+        "gpus": [],
+    }
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            info["gpus"] = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+            info["cuda"] = torch.version.cuda
+    except ImportError:
+        pass
+    return info
+
+
+def weights_hash(folder: str | Path) -> dict[str, Any]:
+    """SHA-256 over the weight files of a model folder (names and bytes, in sorted order).
+
+    Hashing several GB takes seconds, so the result is cached next to the harness cache keyed by
+    each file's path, size and modification time.
+    """
+    root = Path(folder)
+    files = sorted(
+        p for p in root.rglob("*") if p.is_file() and p.suffix in WEIGHT_SUFFIXES
+    )
+    stamp = [(str(p.relative_to(root)), p.stat().st_size, p.stat().st_mtime_ns) for p in files]
+    key = hashlib.sha256(json.dumps([str(root.resolve()), stamp]).encode()).hexdigest()[:24]
+    cache = cache_dir() / "weights-hash" / f"{key}.json"
+    if cache.is_file():
+        return json.loads(cache.read_text())
+    digest = hashlib.sha256()
+    for p in files:
+        digest.update(str(p.relative_to(root)).encode())
+        with p.open("rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                digest.update(chunk)
+    result = {
+        "sha256": digest.hexdigest(),
+        "files": len(files),
+        "bytes": sum(s for _, s, _ in stamp),
+    }
+    try:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        cache.write_text(json.dumps(result))
+    except OSError:
+        log.debug("could not cache the weights hash in %s", cache)
+    return result
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("HARNESS_CACHE_DIR") or Path.home() / ".cache" / "t2i-harness")
+
+
+def build_manifest(
+    *,
+    config: dict[str, Any],
+    backend: dict[str, Any],
+    model_path: str,
+    prompts: dict[str, Any],
+    latents: dict[str, Any],
+    loadgen: dict[str, Any],
+) -> dict[str, Any]:
+    return {
+        "harness_version": harness.__version__,
+        "git": git_revision(),
+        "libraries": library_versions(),
+        "host": host_info(),
+        "backend": backend,
+        "model": {
+            "name": config["model"]["name"],
+            "path": model_path,
+            "weights": weights_hash(model_path) if model_path else None,
+        },
+        "prompts": prompts,
+        "latents": latents,
+        "loadgen": loadgen,
+    }

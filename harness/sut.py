@@ -1,0 +1,172 @@
+"""The system under test: LoadGen's callbacks on one side, the batcher and workers on the other.
+
+`issue_queries` only enqueues: LoadGen's issue thread must never wait for a model. One thread per
+worker pulls batches, runs them, and completes the queries. Response buffers stay referenced until
+`QuerySamplesComplete` has returned (LoadGen copies the bytes it logs inside that call).
+
+A worker that raises fails the run: the error is recorded with the backend, worker and sample
+indices, every pending and later query is answered at once with an empty response so LoadGen can
+wind down, and the runner ends the run.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import traceback
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import mlperf_loadgen as lg
+import numpy as np
+
+from harness.batcher import Batcher, QueuedQuery
+from harness.qsl import QuerySampleLibrary
+from harness.workers import Worker
+
+log = logging.getLogger(__name__)
+
+# Called after each completed batch with (sample indices, images); used to save sample PNGs.
+ImageHook = Callable[[Sequence[int], np.ndarray], None]
+
+
+@dataclass(frozen=True)
+class WorkerFailure:
+    backend: str
+    worker: str
+    sample_indices: tuple[int, ...]
+    error: str  # "ExceptionType: message"
+    traceback: str
+
+    def message(self) -> str:
+        shown = ", ".join(str(i) for i in self.sample_indices[:16])
+        more = f" (+{len(self.sample_indices) - 16} more)" if len(self.sample_indices) > 16 else ""
+        return (
+            f"backend {self.backend!r} ({self.worker}) failed on samples [{shown}]{more}: {self.error}"
+        )
+
+
+@dataclass
+class SutStats:
+    """What the harness measures on its side of the LoadGen boundary."""
+
+    batch_sizes: Counter[int] = field(default_factory=Counter)
+    queue_delays_ns: list[int] = field(default_factory=list)  # enqueue -> batch start, per sample
+    batch_times_ns: list[int] = field(default_factory=list)  # worker.run wall time, per batch
+    completed: int = 0
+    issued: int = 0
+
+
+class SystemUnderTest:
+    def __init__(
+        self,
+        qsl: QuerySampleLibrary,
+        batcher: Batcher,
+        workers: Sequence[Worker],
+        image_hook: ImageHook | None = None,
+    ) -> None:
+        if not workers:
+            raise ValueError("the SUT needs at least one worker")
+        self.qsl = qsl
+        self.batcher = batcher
+        self.workers = list(workers)
+        self.image_hook = image_hook
+        self.stats = SutStats()
+        self.failure: WorkerFailure | None = None
+        self.failed = threading.Event()
+        self._lock = threading.Lock()
+        self._threads: list[threading.Thread] = []
+
+    # LoadGen callbacks ---------------------------------------------------------------------------
+    def issue_queries(self, query_samples: Sequence[lg.QuerySample]) -> None:
+        now = time.perf_counter_ns()
+        queries = [QueuedQuery(q.id, q.index, now) for q in query_samples]
+        with self._lock:
+            self.stats.issued += len(queries)
+        if self.failed.is_set():
+            self._complete(queries, None)
+            return
+        self.batcher.put(queries)
+
+    def flush_queries(self) -> None:
+        pass  # nothing is held back: the batcher's max wait bounds every query's stay
+
+    # Worker threads ------------------------------------------------------------------------------
+    def start(self) -> None:
+        for worker in self.workers:
+            t = threading.Thread(
+                target=self._worker_loop, args=(worker,), name=f"sut-{worker.name}", daemon=True
+            )
+            t.start()
+            self._threads.append(t)
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        self.batcher.close()
+        for t in self._threads:
+            t.join(timeout_s)
+
+    def _worker_loop(self, worker: Worker) -> None:
+        while True:
+            queries = self.batcher.next_batch()
+            if queries is None:
+                return
+            if self.failed.is_set():
+                self._complete(queries, None)
+                continue
+            indices = [q.sample_index for q in queries]
+            start_ns = time.perf_counter_ns()
+            try:
+                images = worker.run(self.qsl.batch(indices)).images
+                if images.shape[0] != len(queries):
+                    raise RuntimeError(
+                        f"returned {images.shape[0]} images for a batch of {len(queries)}"
+                    )
+            except Exception as exc:  # any worker error ends the run, with its cause
+                self._fail(worker, indices, exc)
+                self._complete(queries, None)
+                continue
+            end_ns = time.perf_counter_ns()
+            with self._lock:
+                self.stats.batch_sizes[len(queries)] += 1
+                self.stats.batch_times_ns.append(end_ns - start_ns)
+                self.stats.queue_delays_ns.extend(start_ns - q.enqueued_ns for q in queries)
+            self._complete(queries, images)
+            if self.image_hook is not None:
+                self.image_hook(indices, images)
+
+    def _fail(self, worker: Worker, indices: list[int], exc: BaseException) -> None:
+        failure = WorkerFailure(
+            backend=worker.backend_name,
+            worker=worker.name,
+            sample_indices=tuple(indices),
+            error=f"{type(exc).__name__}: {exc}",
+            traceback="".join(traceback.format_exception(type(exc), exc, exc.__traceback__)),
+        )
+        with self._lock:
+            if self.failure is None:
+                self.failure = failure
+        log.error("%s", failure.message())
+        self.abort()
+
+    def abort(self) -> None:
+        """Stop generating: answer every queued query now, and every later one on arrival, with an
+        empty response, so LoadGen is never left waiting."""
+        self.failed.set()
+        self._complete(self.batcher.drain(), None)
+
+    def _complete(self, queries: Sequence[QueuedQuery], images: np.ndarray | None) -> None:
+        if not queries:
+            return
+        if images is None:
+            responses = [lg.QuerySampleResponse(q.query_id, 0, 0) for q in queries]
+        else:
+            responses = [
+                lg.QuerySampleResponse(q.query_id, img.ctypes.data, img.nbytes)
+                for q, img in zip(queries, images)
+            ]
+        lg.QuerySamplesComplete(responses)
+        del images  # the buffers may go only now: LoadGen has copied what it logs
+        with self._lock:
+            self.stats.completed += len(queries)
