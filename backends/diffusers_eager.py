@@ -159,9 +159,10 @@ class DiffusersEagerBackend:
             self._disabled.append("safety_checker")
 
         try:
+            # `dtype`, not `torch_dtype`: diffusers 0.42 deprecates the latter.
             with _quiet_progress_bars():
                 pipe = pipeline_cls.from_pretrained(
-                    str(path), torch_dtype=self._dtype, local_files_only=True, **extra
+                    str(path), dtype=self._dtype, local_files_only=True, **extra
                 )
         except (OSError, ValueError, ImportError) as exc:
             raise BackendError(
@@ -198,9 +199,7 @@ class DiffusersEagerBackend:
         )
 
     def generate(self, batch: PromptBatch) -> ImageBatch:
-        pipe = self._loaded_pipe()
-        device = self._device
-        assert device is not None
+        pipe, device = self._loaded()
 
         # 1. Inputs: the fixed latents on the device, in the model's dtype.
         latents = torch.from_numpy(np.ascontiguousarray(batch.latents)).to(device, self._dtype)
@@ -230,6 +229,13 @@ class DiffusersEagerBackend:
             images = pipe(**kwargs).images
         _synchronize(device)
         pipeline_ns = time.perf_counter_ns() - start_ns
+        expected = (len(batch), 3, self.model.height, self.model.width)
+        if tuple(images.shape) != expected:
+            raise BackendError(
+                f"diffusers-eager: the pipeline returned images of shape {tuple(images.shape)}, "
+                f"expected {expected} (N, 3, height, width); the latents have shape "
+                f"{batch.latents.shape}: do they match the model's size and VAE scale factor?"
+            )
 
         # 3. To uint8 NHWC on the host.
         start_ns = time.perf_counter_ns()
@@ -273,13 +279,13 @@ class DiffusersEagerBackend:
 
     # -- helpers ---------------------------------------------------------------------------
 
-    def _loaded_pipe(self) -> Any:
-        if self._pipe is None:
+    def _loaded(self) -> tuple[Any, torch.device]:
+        if self._pipe is None or self._device is None:
             raise BackendError(
                 f"diffusers-eager: model {self.model.name!r} is not loaded; call load() first "
                 "(or it was closed)"
             )
-        return self._pipe
+        return self._pipe, self._device
 
     def _resolve_device(self) -> torch.device:
         requested = self.options.device

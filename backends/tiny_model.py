@@ -58,15 +58,18 @@ TINY_CONFIG: dict[str, Any] = {
         "projection_dim": 32,
         "hidden_act": "gelu",
     },
+    # SDXL's UNet layout (a plain first level, cross-attention below, "text_time" added
+    # conditioning), two levels deep and 16/32 channels wide: at 32 x 32 latents a (32, 64) UNet
+    # took about 0.25 s per image at 8 steps on one thread, this one about half that.
     "unet": {
-        "sample_size": 16,  # image_size // vae scale factor, 2 ** (len(vae block_out_channels) - 1)
+        "sample_size": 32,  # image_size // vae scale factor, 2 ** (len(vae block_out_channels) - 1)
         "in_channels": 4,
         "out_channels": 4,
-        "block_out_channels": (32, 64),
+        "block_out_channels": (16, 32),
         "layers_per_block": 1,
         "down_block_types": ("DownBlock2D", "CrossAttnDownBlock2D"),
         "up_block_types": ("CrossAttnUpBlock2D", "UpBlock2D"),
-        "attention_head_dim": (2, 4),  # diffusers' name for the number of heads
+        "attention_head_dim": (1, 2),  # diffusers' name for the number of heads: 16 channels each
         "transformer_layers_per_block": (1, 1),
         "use_linear_projection": True,
         "cross_attention_dim": 64,  # text_encoder hidden_size + text_encoder_2 hidden_size
@@ -74,17 +77,18 @@ TINY_CONFIG: dict[str, Any] = {
         "addition_time_embed_dim": 8,
         # 6 time ids x addition_time_embed_dim + text_encoder_2 projection_dim
         "projection_class_embeddings_input_dim": 80,
-        "norm_num_groups": 32,
+        "norm_num_groups": 8,
     },
+    # Two levels: a scale factor of 2, so 64 x 64 images come from (4, 32, 32) latents.
     "vae": {
         "in_channels": 3,
         "out_channels": 3,
         "latent_channels": 4,
-        "block_out_channels": (32, 32, 64),
+        "block_out_channels": (16, 32),
         "layers_per_block": 1,
-        "down_block_types": ("DownEncoderBlock2D",) * 3,
-        "up_block_types": ("UpDecoderBlock2D",) * 3,
-        "norm_num_groups": 32,
+        "down_block_types": ("DownEncoderBlock2D",) * 2,
+        "up_block_types": ("UpDecoderBlock2D",) * 2,
+        "norm_num_groups": 8,
         "sample_size": 64,
         "scaling_factor": 0.13025,  # SDXL's
     },

@@ -98,7 +98,9 @@ def settings_dict(settings: lg.TestSettings) -> dict[str, Any]:
     return out
 
 
-def submission_blockers(cfg: RunConfig, settings: lg.TestSettings) -> list[str]:
+def submission_blockers(
+    cfg: RunConfig, settings: lg.TestSettings, dataset_count: int
+) -> list[str]:
     """Why this run could not be an MLPerf submission result; empty when nothing stands in the way
     on the settings side (the result itself must also be VALID: the runner adds that)."""
     blockers: list[str] = []
@@ -108,6 +110,9 @@ def submission_blockers(cfg: RunConfig, settings: lg.TestSettings) -> list[str]:
         blockers.append(f"model {cfg.model.name!r} has no MLPerf benchmark definition")
         return blockers
     reference = mlperf_reference(cfg)
+    need = reference.performance_sample_count_override
+    if need and dataset_count != need:
+        blockers.append(f"dataset has {dataset_count} samples (MLPerf: {need})")
     for key, rule in _RULES.items():
         have, need = getattr(settings, key), getattr(reference, key)
         ok = {">=": have >= need, "<=": have <= need, "==": have == need}[rule]

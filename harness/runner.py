@@ -145,7 +145,7 @@ def make_backend(cfg: RunConfig, spec: ModelSpec) -> Backend:
         raise ConfigError(str(exc)) from exc
 
 
-def _direct_batch(prompts: PromptSet, latents: LatentSource, indices: Sequence[int]) -> PromptBatch:
+def direct_batch(prompts: PromptSet, latents: LatentSource, indices: Sequence[int]) -> PromptBatch:
     return PromptBatch(
         sample_indices=tuple(indices),
         prompts=tuple(prompts.texts[i] for i in indices),
@@ -165,16 +165,23 @@ class _PngSaver:
     def __call__(self, indices: Sequence[int], images: np.ndarray) -> None:
         from PIL import Image
 
-        for i, img in zip(indices, images):
+        for i, img in zip(indices, images, strict=True):
             if i < self.count:
                 Image.fromarray(img).save(self.folder / f"sample_{i:05d}.png")
 
 
-def run_benchmark(cfg: RunConfig, run_dir: Path, progress: ProgressFn | None = None) -> RunResult:
-    phases = _Phases()
-    # 1. Inputs: model folder, prompts, latents, QSL.
-    model_path = phases.timed("resolve model", lambda: resolve_model_path(cfg))
-    spec = model_spec(cfg, model_path)
+@dataclass(frozen=True)
+class RunInputs:
+    model_path: str
+    spec: ModelSpec
+    prompts: PromptSet
+    latents: LatentSource
+    qsl: QuerySampleLibrary
+
+
+def prepare_inputs(cfg: RunConfig) -> RunInputs:
+    """Model folder, prompts, latents and QSL: everything but the backend and LoadGen."""
+    model_path = resolve_model_path(cfg)
     prompts = load_prompts(cfg.dataset.path, cfg.model.negative_prompt)
     latents = LatentSource(
         latent_shape(cfg), cfg.latents.mode, file=cfg.latents.file, seed=cfg.latents.seed
@@ -182,11 +189,21 @@ def run_benchmark(cfg: RunConfig, run_dir: Path, progress: ProgressFn | None = N
     qsl = QuerySampleLibrary(
         prompts, latents, cfg.dataset.count, cfg.dataset.performance_sample_count
     )
+    return RunInputs(model_path, model_spec(cfg, model_path), prompts, latents, qsl)
+
+
+def run_benchmark(cfg: RunConfig, run_dir: Path, progress: ProgressFn | None = None) -> RunResult:
+    phases = _Phases()
+    # 1. Inputs: model folder, prompts, latents, QSL.
+    inputs = phases.timed("prepare inputs", lambda: prepare_inputs(cfg))
+    model_path, spec, prompts, latents, qsl = (
+        inputs.model_path, inputs.spec, inputs.prompts, inputs.latents, inputs.qsl
+    )
 
     # 2. LoadGen settings (bad values fail here, before the model loads).
     settings = lgs.build_test_settings(cfg)
     resolved_settings = lgs.settings_dict(settings)
-    blockers = lgs.submission_blockers(cfg, settings)
+    blockers = lgs.submission_blockers(cfg, settings, qsl.total_count)
 
     # 3. Backend: load and warm up outside LoadGen's clock, with the largest batch the SUT sends.
     backend = make_backend(cfg, spec)
@@ -194,7 +211,7 @@ def run_benchmark(cfg: RunConfig, run_dir: Path, progress: ProgressFn | None = N
     try:
         phases.timed("load", backend.load)
         warm = list(range(min(policy.max_batch_size, qsl.total_count)))
-        phases.timed("warmup", lambda: backend.warmup(_direct_batch(prompts, latents, warm)))
+        phases.timed("warmup", lambda: backend.warmup(direct_batch(prompts, latents, warm)))
     except BackendError as exc:
         backend.close()
         raise ConfigError(str(exc)) from exc
@@ -229,7 +246,7 @@ def run_benchmark(cfg: RunConfig, run_dir: Path, progress: ProgressFn | None = N
     if cfg.run.mode == "accuracy":
         hook = _PngSaver(run_dir / "images", cfg.accuracy.sample_images)
     sut = SystemUnderTest(qsl, Batcher(policy), [InProcessWorker(backend)], image_hook=hook)
-    outcome = _drive_loadgen(cfg, sut, qsl, settings, run_dir, progress)
+    outcome = drive_loadgen(cfg, sut, qsl, settings, run_dir, progress)
     phases.seconds["run"] = round(outcome["wall_s"], 3)
     log.info("run: %.2f s", outcome["wall_s"])
     if not outcome["loadgen_alive"]:
@@ -249,7 +266,7 @@ def run_benchmark(cfg: RunConfig, run_dir: Path, progress: ProgressFn | None = N
     )
 
 
-def _drive_loadgen(
+def drive_loadgen(
     cfg: RunConfig,
     sut: SystemUnderTest,
     qsl: QuerySampleLibrary,
@@ -333,10 +350,10 @@ def _summarise(
         status, error = "interrupted", "interrupted by the user (Ctrl-C)"
     elif sut.failure is not None:
         status, error = "failed", sut.failure.message()
-    elif detail.errors:
-        status, error = "failed", f"LoadGen logged errors: {'; '.join(detail.errors[:3])}"
-    result_valid = detail.result_valid and status == "ok"
+    result_valid = detail.result_valid and status == "ok" and not detail.errors
     blockers = list(blockers)
+    if detail.errors:  # LoadGen finished, but its result cannot be trusted
+        blockers.append(f"LoadGen logged errors: {'; '.join(detail.errors[:3])}")
     if cfg.run.mode != "performance":
         blockers.append("accuracy runs carry no performance result")
     elif not result_valid:

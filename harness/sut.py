@@ -164,7 +164,7 @@ class SystemUnderTest:
         else:
             responses = [
                 lg.QuerySampleResponse(q.query_id, img.ctypes.data, img.nbytes)
-                for q, img in zip(queries, images)
+                for q, img in zip(queries, images, strict=True)
             ]
         lg.QuerySamplesComplete(responses)
         del images  # the buffers may go only now: LoadGen has copied what it logs

@@ -1,0 +1,60 @@
+"""Shared fixtures: a per-session harness cache (the tiny model is built once per test session),
+and a helper that runs the real CLI in a subprocess."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED = ROOT.parent / "shared"
+
+
+@pytest.fixture(scope="session")
+def harness_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = Path(os.environ.get("HARNESS_TEST_CACHE") or tmp_path_factory.mktemp("harness-cache"))
+    os.environ["HARNESS_CACHE_DIR"] = str(path)
+    return path
+
+
+@dataclass
+class CliRun:
+    returncode: int
+    stdout: str
+    stderr: str
+    run_dir: Path | None
+
+    def summary(self) -> dict:
+        assert self.run_dir is not None, self.stderr
+        return json.loads((self.run_dir / "summary.json").read_text())
+
+    def detail_log(self) -> str:
+        assert self.run_dir is not None
+        return (self.run_dir / "mlperf_log_detail.txt").read_text()
+
+
+@pytest.fixture
+def run_cli(harness_cache: Path, tmp_path: Path):
+    """Run `python -m harness ARGS` in a subprocess with its own output dir."""
+
+    def _run(*args: str, timeout: float = 240, cwd: Path | None = None) -> CliRun:
+        out = tmp_path / "runs"
+        env = dict(os.environ, HARNESS_CACHE_DIR=str(harness_cache), PYTHONPATH=str(ROOT))
+        proc = subprocess.run(
+            [sys.executable, "-m", "harness", "--output-dir", str(out), "--no-progress", *args],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=env,
+            cwd=cwd or tmp_path,
+        )
+        dirs = sorted(out.iterdir()) if out.exists() else []
+        return CliRun(proc.returncode, proc.stdout, proc.stderr, dirs[-1] if dirs else None)
+
+    return _run
