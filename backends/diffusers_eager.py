@@ -48,13 +48,11 @@ class DiffusersEagerOptions:
     def __post_init__(self) -> None:
         if self.dtype not in _DTYPES:
             raise BackendError(
-                f"diffusers-eager: dtype {self.dtype!r} is not supported; "
-                f"choose one of: {', '.join(_DTYPES)}"
+                f"diffusers-eager: dtype {self.dtype!r} is not supported; choose one of: {', '.join(_DTYPES)}"
             )
         if self.device.split(":", 1)[0] not in _DEVICE_TYPES:
             raise BackendError(
-                f"diffusers-eager: device {self.device!r} is not supported; "
-                f"choose one of: cpu, cuda, cuda:N, mps"
+                f"diffusers-eager: device {self.device!r} is not supported; choose one of: cpu, cuda, cuda:N, mps"
             )
         if self.num_threads < -1:
             raise BackendError(
@@ -89,9 +87,7 @@ def _quiet_progress_bars() -> Iterator[None]:
     from transformers.utils import logging as transformers_logging
 
     restore = [
-        lib.enable_progress_bar
-        for lib in (diffusers_logging, transformers_logging)
-        if lib.is_progress_bar_enabled()
+        lib.enable_progress_bar for lib in (diffusers_logging, transformers_logging) if lib.is_progress_bar_enabled()
     ]
     diffusers_logging.disable_progress_bar()
     transformers_logging.disable_progress_bar()
@@ -142,9 +138,7 @@ class DiffusersEagerBackend:
                 f"pipeline folder (model {self.model.name!r})"
             )
         device = self._resolve_device()
-        pipeline_cls = _diffusers_class(
-            self.model.pipeline, diffusers.DiffusionPipeline, "pipeline"
-        )
+        pipeline_cls = _diffusers_class(self.model.pipeline, diffusers.DiffusionPipeline, "pipeline")
         self._apply_num_threads(device)
 
         # What the MLPerf reference turns off: both change the images, neither is the model.
@@ -158,21 +152,20 @@ class DiffusersEagerBackend:
             extra["safety_checker"] = None
             self._disabled.append("safety_checker")
 
+        extra[_dtype_keyword()] = self._dtype
         try:
-            # `dtype`, not `torch_dtype`: diffusers 0.42 deprecates the latter.
             with _quiet_progress_bars():
-                pipe = pipeline_cls.from_pretrained(
-                    str(path), dtype=self._dtype, local_files_only=True, **extra
-                )
+                pipe = pipeline_cls.from_pretrained(str(path), local_files_only=True, **extra)
         except (OSError, ValueError, ImportError) as exc:
+            raise BackendError(f"diffusers-eager: could not load {self.model.pipeline} from {path}: {exc}") from exc
+        if pipe.dtype != self._dtype:
             raise BackendError(
-                f"diffusers-eager: could not load {self.model.pipeline} from {path}: {exc}"
-            ) from exc
+                f"diffusers-eager: {path} loaded as {pipe.dtype}, but dtype {self.options.dtype!r} "
+                f"was asked for (diffusers {diffusers.__version__})"
+            )
 
         if self.model.scheduler:
-            scheduler_cls = _diffusers_class(
-                self.model.scheduler, diffusers.SchedulerMixin, "scheduler"
-            )
+            scheduler_cls = _diffusers_class(self.model.scheduler, diffusers.SchedulerMixin, "scheduler")
             pipe.scheduler = scheduler_cls.from_config(pipe.scheduler.config)
 
         pipe.to(device)
@@ -194,15 +187,15 @@ class DiffusersEagerBackend:
     def warmup(self, batch: PromptBatch) -> None:
         start_ns = time.perf_counter_ns()
         self.generate(batch)
-        logger.info(
-            "warm-up: batch of %d in %.2f s", len(batch), (time.perf_counter_ns() - start_ns) / 1e9
-        )
+        logger.info("warm-up: batch of %d in %.2f s", len(batch), (time.perf_counter_ns() - start_ns) / 1e9)
 
     def generate(self, batch: PromptBatch) -> ImageBatch:
         pipe, device = self._loaded()
 
-        # 1. Inputs: the fixed latents on the device, in the model's dtype.
-        latents = torch.from_numpy(np.ascontiguousarray(batch.latents)).to(device, self._dtype)
+        # 1. Inputs: the fixed latents on the device, in the model's dtype. Always a copy: the
+        #    QSL's array may be read-only or a broadcast of one shared latent, and must not change.
+        host = np.array(batch.latents, dtype=np.float32, order="C", copy=True)
+        latents = torch.from_numpy(host).to(device, self._dtype)
         kwargs: dict[str, Any] = {
             "prompt": list(batch.prompts),
             "latents": latents,
@@ -254,9 +247,7 @@ class DiffusersEagerBackend:
             "model": self.model.name,
             "model_path": self.model.path,
             "pipeline_class": type(pipe).__name__ if pipe is not None else self.model.pipeline,
-            "scheduler_class": (
-                type(pipe.scheduler).__name__ if pipe is not None else self.model.scheduler or None
-            ),
+            "scheduler_class": (type(pipe.scheduler).__name__ if pipe is not None else self.model.scheduler or None),
             "denoiser_class": type(denoiser).__name__ if denoiser is not None else None,
             "device": str(self._device or self.options.device),
             "dtype": self.options.dtype,
@@ -282,8 +273,7 @@ class DiffusersEagerBackend:
     def _loaded(self) -> tuple[Any, torch.device]:
         if self._pipe is None or self._device is None:
             raise BackendError(
-                f"diffusers-eager: model {self.model.name!r} is not loaded; call load() first "
-                "(or it was closed)"
+                f"diffusers-eager: model {self.model.name!r} is not loaded; call load() first (or it was closed)"
             )
         return self._pipe, self._device
 
@@ -292,9 +282,7 @@ class DiffusersEagerBackend:
         try:
             device = torch.device(requested)
         except RuntimeError as exc:
-            raise BackendError(
-                f"diffusers-eager: device {requested!r} is not valid: {exc}"
-            ) from exc
+            raise BackendError(f"diffusers-eager: device {requested!r} is not valid: {exc}") from exc
         if device.type == "cuda":
             if not torch.cuda.is_available():
                 raise BackendError(
@@ -341,6 +329,14 @@ def _diffusers_class(name: str, base: type, kind: str) -> Any:
             + ("'StableDiffusionXLPipeline'" if kind == "pipeline" else "'EulerDiscreteScheduler'")
         )
     return cls
+
+
+def _dtype_keyword() -> str:
+    """`from_pretrained`'s dtype argument: newer diffusers (0.42 here) take `dtype` and deprecate
+    `torch_dtype`; older ones know only `torch_dtype`."""
+    from diffusers.utils import deprecation_utils
+
+    return "dtype" if hasattr(deprecation_utils, "_resolve_dtype") else "torch_dtype"
 
 
 def _synchronize(device: torch.device) -> None:

@@ -85,8 +85,9 @@ def test_tokenizer_covers_any_text_without_unknown_tokens(built: Any) -> None:
     tok = built.tokenizer
     vocab = byte_level_vocab()
     bos, eos = vocab["<|startoftext|>"], vocab["<|endoftext|>"]
-    ids = tok("Café au lait ☕, 42 × 7 — naïve 日本").input_ids
-    assert ids[0] == bos and ids[-1] == eos
+    ids = tok("Café au lait ☕, 42 \u00d7 7 — naïve 日本").input_ids
+    assert ids[0] == bos
+    assert ids[-1] == eos
     assert eos not in ids[1:-1], "a character fell back to the unknown token"
     assert all(0 <= i < len(vocab) for i in ids)
 
@@ -113,18 +114,14 @@ def test_latent_shape_matches_the_architecture(built: Any) -> None:
     assert h * built.vae_scale_factor == TINY_CONFIG["image_size"]
 
 
-def test_folder_name_follows_config_and_versions(
-    tiny_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_folder_name_follows_config_and_versions(tiny_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert tiny_path.name == tiny_model_id()
     assert tiny_path.name.startswith("tiny-")
     monkeypatch.setitem(TINY_CONFIG["unet"], "layers_per_block", 2)
     assert tiny_model_id() != tiny_path.name
 
 
-def test_ensure_returns_the_cached_folder_without_rebuilding(
-    tiny_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_ensure_returns_the_cached_folder_without_rebuilding(tiny_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     def fail(seed: int = 0) -> Any:
         raise AssertionError("rebuilt a model that was already cached")
 
@@ -132,9 +129,7 @@ def test_ensure_returns_the_cached_folder_without_rebuilding(
     assert ensure_tiny_model(tiny_path.parent) == tiny_path
 
 
-def test_default_cache_dir_comes_from_the_environment(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> None:
+def test_default_cache_dir_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("HARNESS_CACHE_DIR", str(tmp_path))
     assert default_cache_dir() == tmp_path
     monkeypatch.delenv("HARNESS_CACHE_DIR")
@@ -168,8 +163,6 @@ def test_folder_without_model_index_is_an_error(tmp_path: Path) -> None:
         ensure_tiny_model(tmp_path)
 
 
-def test_default_cache_is_used_when_no_dir_is_given(
-    tiny_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_default_cache_is_used_when_no_dir_is_given(tiny_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HARNESS_CACHE_DIR", str(tiny_path.parent))
     assert ensure_tiny_model() == tiny_path

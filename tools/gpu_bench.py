@@ -206,7 +206,7 @@ def table_row(r: dict[str, Any]) -> str:
             r.get("backend"), r.get("images_per_s"), r.get("s_per_image"), r.get("step_ms_mean"),
             r.get("peak_mem_gib"), r.get("compile_s"), r.get("status")]
     out = []
-    for (name, w), v in zip(_COLS, vals):
+    for (name, w), v in zip(_COLS, vals, strict=True):
         s = _fmt(v, 1 if name in ("compile_s", "step_ms", "cfg") else 3)
         out.append(s[:w].rjust(w))
     return " ".join(out)
@@ -440,7 +440,7 @@ class StepTimer:
     def intervals_ms(self) -> list[float]:
         """Durations of steps 2..N (the first step also holds the prompt encoding and setup)."""
         out = []
-        for a, b in zip(self.marks, self.marks[1:]):
+        for a, b in zip(self.marks, self.marks[1:], strict=False):
             out.append(a.elapsed_time(b) if self.cuda else (b - a) / 1e6)
         return out
 
@@ -511,7 +511,8 @@ def measure(pipe: Any, make_kwargs: Any, *, batch: int, steps: int, warmup_steps
     if host is not None:
         res["output_shape"] = list(host.shape)
         res["output_dtype"] = str(host.dtype)
-    torch.cuda.empty_cache() if device.startswith("cuda") else None
+    if device.startswith("cuda"):
+        torch.cuda.empty_cache()
     return res
 
 
@@ -522,9 +523,8 @@ def measure(pipe: Any, make_kwargs: Any, *, batch: int, steps: int, warmup_steps
 
 def build_sdxl(device: str, dtype: Any, quick: bool, workdir: Path) -> tuple[Any, dict[str, Any]]:
     import torch
-    from diffusers import (AutoencoderKL, EulerDiscreteScheduler, StableDiffusionXLPipeline,
-                           UNet2DConditionModel)
-    from transformers import (CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection)
+    from diffusers import AutoencoderKL, EulerDiscreteScheduler, StableDiffusionXLPipeline, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
 
     info: dict[str, Any] = {"config_dir": str((CFG_DIR / SDXL_DIR).relative_to(ROOT)), "quick": quick}
     t0 = time.perf_counter()
@@ -620,6 +620,8 @@ def run_sdxl(args: argparse.Namespace, results: Results, deadline: float) -> Non
             runs.append(rec)
             print(table_row(rec), flush=True)
             continue
+        results.event("phase_start", model=rec["model"], backend=backend, batch=batch,
+                      resolution=rec["resolution"])
         try:
             if backend == "compile":
                 if compiled is None:
@@ -662,8 +664,12 @@ def run_sdxl(args: argparse.Namespace, results: Results, deadline: float) -> Non
 
 def build_flux(device: str, dtype: Any, quick: bool) -> tuple[Any, dict[str, Any]]:
     import torch
-    from diffusers import (AutoencoderKLFlux2, FlowMatchEulerDiscreteScheduler, Flux2KleinPipeline,
-                           Flux2Transformer2DModel)
+    from diffusers import (
+        AutoencoderKLFlux2,
+        FlowMatchEulerDiscreteScheduler,
+        Flux2KleinPipeline,
+        Flux2Transformer2DModel,
+    )
     from transformers import Qwen3Config, Qwen3ForCausalLM
 
     info: dict[str, Any] = {"config_dir": str((CFG_DIR / FLUX_DIR).relative_to(ROOT)), "quick": quick}
@@ -753,6 +759,8 @@ def run_flux(args: argparse.Namespace, results: Results, deadline: float) -> Non
             runs.append(rec)
             print(table_row(rec), flush=True)
             continue
+        results.event("phase_start", model=rec["model"], backend=backend, batch=batch,
+                      resolution=res)
         try:
             if backend == "compile":
                 if compiled is None:
@@ -883,7 +891,8 @@ def _run_child(model: str, args: argparse.Namespace, deadline: float, results: R
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH", "")) if p)
     timeout = max(5.0, deadline - time.time() + args.grace_s)
-    print(f"\n[orchestrator] {model}: starting child (time limit {timeout:.0f} s)", flush=True)
+    limit = "none (--quick)" if args.quick else f"{timeout:.0f} s"
+    print(f"\n[orchestrator] {model}: starting child (time limit {limit})", flush=True)
     t0 = time.time()
     proc = subprocess.Popen(cmd, cwd=str(ROOT), env=env, start_new_session=True)
     try:
@@ -899,11 +908,31 @@ def _run_child(model: str, args: argparse.Namespace, deadline: float, results: R
                 os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
         results.event("child_timeout", model=model, after_s=round(time.time() - t0, 1))
+        _record_killed_phase(results, model)
         print(f"[orchestrator] {model}: killed after {time.time() - t0:.0f} s (time limit)", flush=True)
         return None
     results.event("child_exit", model=model, rc=rc, wall_s=round(time.time() - t0, 1))
     print(f"[orchestrator] {model}: child exited rc={rc} after {time.time() - t0:.0f} s", flush=True)
     return rc
+
+
+def _record_killed_phase(results: Results, model: str) -> None:
+    """A child killed at its time limit: record the phase it was in as a 'timeout' run."""
+    data = results.load()
+    name = {"sdxl": "sdxl-base-1.0", "flux": "flux2-klein-4b"}[model]
+    starts = [e for e in data.get("events", []) if e.get("kind") == "phase_start" and e.get("model") == name]
+    if not starts:
+        results.add_run({"model": name, "backend": "build", "status": "timeout",
+                         "error": "child killed at its time limit before the first measurement"})
+        return
+    last = starts[-1]
+    key = (last.get("backend"), last.get("batch"), last.get("resolution"))
+    done = {(r.get("backend"), r.get("batch"), r.get("resolution"))
+            for r in data.get("runs", []) if r.get("model") == name}
+    if key not in done:
+        results.add_run({"model": name, "backend": key[0], "batch": key[1], "resolution": key[2],
+                         "status": "timeout", "error": "child killed at its time limit during this "
+                         "phase (a compile that did not finish, or a slow measurement)"})
 
 
 def orchestrate(args: argparse.Namespace) -> int:
@@ -953,7 +982,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--device", default=None, help="cuda (default when available) or cpu")
     p.add_argument("--dtype", dest="dtype_name", choices=["bf16", "fp16", "fp32"], default=None,
                    help="default: bf16 on cuda, fp32 on cpu")
-    p.add_argument("--budget-s", type=float, default=450.0,
+    p.add_argument("--budget-s", type=float, default=430.0,
                    help="total time for all models (ignored with --quick)")
     p.add_argument("--flux-reserve-s", type=float, default=120.0,
                    help="time kept for FLUX when SDXL runs first")
