@@ -23,11 +23,11 @@ from backends.base import BackendError
 from backends.tiny_model import (
     TINY_CONFIG,
     build_tiny_pipeline,
-    byte_level_vocab,
     default_cache_dir,
     ensure_tiny_model,
     tiny_latent_shape,
     tiny_model_id,
+    tiny_vocab_and_merges,
 )
 
 COMPONENTS = ("unet", "vae", "text_encoder", "text_encoder_2")
@@ -72,18 +72,29 @@ def test_saved_folder_loads_through_from_pretrained(tiny_path: Path, built: Any)
 
 
 def test_saved_tokenizers_are_offline_clip_files(tiny_path: Path) -> None:
+    vocab, merges = tiny_vocab_and_merges()
     for name in ("tokenizer", "tokenizer_2"):
         folder = tiny_path / name
-        assert json.loads((folder / "vocab.json").read_text()) == byte_level_vocab()
-        assert (folder / "merges.txt").read_text().startswith("#version: 0.2")
+        assert json.loads((folder / "vocab.json").read_text(encoding="utf-8")) == vocab
+        lines = (folder / "merges.txt").read_text(encoding="utf-8").splitlines()
+        assert lines[0] == "#version: 0.2"
+        assert [tuple(line.split(" ")) for line in lines[1:]] == merges
     pipe = StableDiffusionXLPipeline.from_pretrained(tiny_path, local_files_only=True)
     assert pipe.tokenizer.model_max_length == TINY_CONFIG["tokenizer"]["model_max_length"]
-    assert len(pipe.tokenizer) == len(byte_level_vocab()) == 514
+    assert len(pipe.tokenizer) == len(vocab)
+
+
+def test_tokenizer_keeps_common_words_whole(built: Any) -> None:
+    tokens = built.tokenizer.tokenize("Normal quality, low res, a man with a dog")
+    assert tokens == [
+        "normal</w>", "quality</w>", ",</w>", "low</w>", "res</w>", ",</w>",
+        "a</w>", "man</w>", "with</w>", "a</w>", "dog</w>",
+    ]  # fmt: skip
 
 
 def test_tokenizer_covers_any_text_without_unknown_tokens(built: Any) -> None:
     tok = built.tokenizer
-    vocab = byte_level_vocab()
+    vocab, _ = tiny_vocab_and_merges()
     bos, eos = vocab["<|startoftext|>"], vocab["<|endoftext|>"]
     ids = tok("Café au lait ☕, 42 \u00d7 7 — naïve 日本").input_ids
     assert ids[0] == bos
