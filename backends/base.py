@@ -47,9 +47,7 @@ class PromptBatch:
                 f"and {len(self.negative_prompts)} negative prompts"
             )
         if self.latents.ndim != 4 or self.latents.shape[0] != n:
-            raise ValueError(
-                f"PromptBatch: latents must have shape (N={n}, C, h, w), got {self.latents.shape}"
-            )
+            raise ValueError(f"PromptBatch: latents must have shape (N={n}, C, h, w), got {self.latents.shape}")
 
     def __len__(self) -> int:
         return len(self.sample_indices)
@@ -65,9 +63,7 @@ class ImageBatch:
     def __post_init__(self) -> None:
         a = self.images
         if a.dtype != np.uint8 or a.ndim != 4 or a.shape[-1] != 3:
-            raise ValueError(
-                f"ImageBatch: images must be uint8 (N, H, W, 3), got {a.dtype} {a.shape}"
-            )
+            raise ValueError(f"ImageBatch: images must be uint8 (N, H, W, 3), got {a.dtype} {a.shape}")
         if not a.flags["C_CONTIGUOUS"]:
             raise ValueError("ImageBatch: images must be C-contiguous")
 

@@ -159,9 +159,7 @@ def _set_path(tree: dict[str, Any], path: list[str], value: Any) -> None:
 
 
 def _type_name(tp: Any) -> str:
-    return {int: "an integer", float: "a number", str: "a string", bool: "true or false"}.get(
-        tp, str(tp)
-    )
+    return {int: "an integer", float: "a number", str: "a string", bool: "true or false"}.get(tp, str(tp))
 
 
 def check_value(where: str, value: Any, tp: Any) -> Any:
@@ -173,9 +171,7 @@ def check_value(where: str, value: Any, tp: Any) -> Any:
     else:
         ok = isinstance(value, tp)
     if not ok:
-        raise ConfigError(
-            f"config key {where!r} must be {_type_name(tp)}, got {value!r} ({type(value).__name__})"
-        )
+        raise ConfigError(f"config key {where!r} must be {_type_name(tp)}, got {value!r} ({type(value).__name__})")
     return value
 
 
@@ -186,9 +182,7 @@ def build_dataclass(cls: type, values: dict[str, Any], where: str) -> Any:
     kwargs: dict[str, Any] = {}
     for key, value in values.items():
         if key not in hints:
-            raise ConfigError(
-                f"unknown config key '{where}.{key}'; allowed keys in [{where}]: {', '.join(names)}"
-            )
+            raise ConfigError(f"unknown config key '{where}.{key}'; allowed keys in [{where}]: {', '.join(names)}")
         kwargs[key] = check_value(f"{where}.{key}", value, hints[key])
     return cls(**kwargs)
 

@@ -50,8 +50,10 @@ def _fmt(value: Any, digits: int = 2) -> str:
 
 def print_summary(summary: dict[str, Any]) -> None:
     console = Console()
-    table = Table(title=f"{summary['model']} · {summary['backend']} · {summary['scenario']} · "
-                  f"{summary['mode']}", show_header=False)
+    table = Table(
+        title=f"{summary['model']} · {summary['backend']} · {summary['scenario']} · {summary['mode']}",
+        show_header=False,
+    )
     table.add_column("what", style="bold")
     table.add_column("value")
     table.add_row("status", summary["status"])
@@ -62,8 +64,7 @@ def print_summary(summary: dict[str, Any]) -> None:
             "latency ms p50/p90/p95/p99/max",
             " / ".join(_fmt(lat.get(k), 1) for k in ("p50", "p90", "p95", "p99", "max")),
         )
-    table.add_row("batches (size: count)", ", ".join(f"{k}: {v}" for k, v in
-                                                   summary["batch_sizes"].items()) or "-")
+    table.add_row("batches (size: count)", ", ".join(f"{k}: {v}" for k, v in summary["batch_sizes"].items()) or "-")
     table.add_row("samples completed", str(summary["samples_completed"]))
     table.add_row("LoadGen result", _fmt(summary["loadgen"]["result_validity"]))
     table.add_row("valid for submission", "yes" if summary["valid_for_submission"] else "no")

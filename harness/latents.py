@@ -146,7 +146,8 @@ class LatentSource:
             else:
                 if array.shape[1:] != shape:
                     raise ConfigError(
-                        f"latent file {self.file!r} has shape {array.shape}; per-sample mode needs (N, {', '.join(map(str, shape))})"
+                        f"latent file {self.file!r} has shape {array.shape}; "
+                        f"per-sample mode needs (N, {', '.join(map(str, shape))})"
                     )
                 self._rows = array
             logger.info("latents (%s) from %s, shape %s (seed not used)", mode, self.file, array.shape)

@@ -41,11 +41,7 @@ class DetailLog:
         return self.values.get("result_validity") == "VALID"
 
     def latency_ms(self) -> dict[str, float]:
-        return {
-            name: float(self.values[key]) / 1e6
-            for name, key in PERCENTILE_KEYS.items()
-            if key in self.values
-        }
+        return {name: float(self.values[key]) / 1e6 for name, key in PERCENTILE_KEYS.items() if key in self.values}
 
     def samples_per_second(self, scenario: str) -> float | None:
         value = self.values.get(THROUGHPUT_KEY[scenario])

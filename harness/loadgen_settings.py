@@ -53,9 +53,7 @@ def _apply(settings: lg.TestSettings, values: dict[str, Any], layer: str) -> Non
     names = setting_names()
     for key, value in values.items():
         if key not in names:
-            raise ConfigError(
-                f"unknown LoadGen setting {layer}.{key!r}; allowed: {', '.join(names)}"
-            )
+            raise ConfigError(f"unknown LoadGen setting {layer}.{key!r}; allowed: {', '.join(names)}")
         current = getattr(settings, key)
         value = check_value(f"loadgen.{key}", value, type(current))
         try:
@@ -76,9 +74,7 @@ def mlperf_reference(cfg: RunConfig) -> lg.TestSettings:
 
 def build_test_settings(cfg: RunConfig) -> lg.TestSettings:
     settings = mlperf_reference(cfg)
-    settings.mode = (
-        lg.TestMode.AccuracyOnly if cfg.run.mode == "accuracy" else lg.TestMode.PerformanceOnly
-    )
+    settings.mode = lg.TestMode.AccuracyOnly if cfg.run.mode == "accuracy" else lg.TestMode.PerformanceOnly
     _apply(settings, cfg.loadgen, "[loadgen]")
     if cfg.user_conf:
         name = cfg.model.mlperf_name or DEV_MODEL_NAME
@@ -98,9 +94,7 @@ def settings_dict(settings: lg.TestSettings) -> dict[str, Any]:
     return out
 
 
-def submission_blockers(
-    cfg: RunConfig, settings: lg.TestSettings, dataset_count: int
-) -> list[str]:
+def submission_blockers(cfg: RunConfig, settings: lg.TestSettings, dataset_count: int) -> list[str]:
     """Why this run could not be an MLPerf submission result; empty when nothing stands in the way
     on the settings side (the result itself must also be VALID: the runner adds that)."""
     blockers: list[str] = []

@@ -88,9 +88,7 @@ def weights_hash(folder: str | Path) -> dict[str, Any]:
     each file's path, size and modification time.
     """
     root = Path(folder)
-    files = sorted(
-        p for p in root.rglob("*") if p.is_file() and p.suffix in WEIGHT_SUFFIXES
-    )
+    files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix in WEIGHT_SUFFIXES)
     stamp = [(str(p.relative_to(root)), p.stat().st_size, p.stat().st_mtime_ns) for p in files]
     key = hashlib.sha256(json.dumps([str(root.resolve()), stamp]).encode()).hexdigest()[:24]
     cache = cache_dir() / "weights-hash" / f"{key}.json"

@@ -114,8 +114,7 @@ def latent_shape(cfg: RunConfig) -> tuple[int, int, int]:
     f = m.vae_scale_factor
     if m.height % f or m.width % f:
         raise ConfigError(
-            f"model.height {m.height} and model.width {m.width} must be multiples of "
-            f"model.vae_scale_factor {f}"
+            f"model.height {m.height} and model.width {m.width} must be multiples of model.vae_scale_factor {f}"
         )
     return (m.latent_channels, m.height // f, m.width // f)
 
@@ -131,9 +130,7 @@ def batch_policy(cfg: RunConfig) -> BatchPolicy:
 
 def make_backend(cfg: RunConfig, spec: ModelSpec) -> Backend:
     if cfg.run.backend not in BACKENDS:
-        raise ConfigError(
-            f"unknown backend {cfg.run.backend!r}; choose one of: {', '.join(sorted(BACKENDS))}"
-        )
+        raise ConfigError(f"unknown backend {cfg.run.backend!r}; choose one of: {', '.join(sorted(BACKENDS))}")
     try:
         cls = backend_class(cfg.run.backend)
     except BackendError as exc:
@@ -183,12 +180,8 @@ def prepare_inputs(cfg: RunConfig) -> RunInputs:
     """Model folder, prompts, latents and QSL: everything but the backend and LoadGen."""
     model_path = resolve_model_path(cfg)
     prompts = load_prompts(cfg.dataset.path, cfg.model.negative_prompt)
-    latents = LatentSource(
-        latent_shape(cfg), cfg.latents.mode, file=cfg.latents.file, seed=cfg.latents.seed
-    )
-    qsl = QuerySampleLibrary(
-        prompts, latents, cfg.dataset.count, cfg.dataset.performance_sample_count
-    )
+    latents = LatentSource(latent_shape(cfg), cfg.latents.mode, file=cfg.latents.file, seed=cfg.latents.seed)
+    qsl = QuerySampleLibrary(prompts, latents, cfg.dataset.count, cfg.dataset.performance_sample_count)
     return RunInputs(model_path, model_spec(cfg, model_path), prompts, latents, qsl)
 
 
@@ -197,7 +190,11 @@ def run_benchmark(cfg: RunConfig, run_dir: Path, progress: ProgressFn | None = N
     # 1. Inputs: model folder, prompts, latents, QSL.
     inputs = phases.timed("prepare inputs", lambda: prepare_inputs(cfg))
     model_path, spec, prompts, latents, qsl = (
-        inputs.model_path, inputs.spec, inputs.prompts, inputs.latents, inputs.qsl
+        inputs.model_path,
+        inputs.spec,
+        inputs.prompts,
+        inputs.latents,
+        inputs.qsl,
     )
 
     # 2. LoadGen settings (bad values fail here, before the model loads).
@@ -231,10 +228,7 @@ def run_benchmark(cfg: RunConfig, run_dir: Path, progress: ProgressFn | None = N
         latents=latents.describe(),
         loadgen={
             "version": lgs.loadgen_version(),
-            "seeds": {
-                k: resolved_settings[k]
-                for k in ("qsl_rng_seed", "sample_index_rng_seed", "schedule_rng_seed")
-            },
+            "seeds": {k: resolved_settings[k] for k in ("qsl_rng_seed", "sample_index_rng_seed", "schedule_rng_seed")},
             "user_conf": cfg.user_conf,
         },
     )
@@ -283,9 +277,7 @@ def drive_loadgen(
     audit = str(run_dir / "audit.config")
 
     lg_sut = lg.ConstructSUT(sut.issue_queries, sut.flush_queries)
-    lg_qsl = lg.ConstructQSL(
-        qsl.total_count, qsl.performance_count, qsl.load_samples, qsl.unload_samples
-    )
+    lg_qsl = lg.ConstructQSL(qsl.total_count, qsl.performance_count, qsl.load_samples, qsl.unload_samples)
     sut.start()
     thread = threading.Thread(
         target=lg.StartTestWithLogSettings,

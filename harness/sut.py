@@ -43,9 +43,7 @@ class WorkerFailure:
     def message(self) -> str:
         shown = ", ".join(str(i) for i in self.sample_indices[:16])
         more = f" (+{len(self.sample_indices) - 16} more)" if len(self.sample_indices) > 16 else ""
-        return (
-            f"backend {self.backend!r} ({self.worker}) failed on samples [{shown}]{more}: {self.error}"
-        )
+        return f"backend {self.backend!r} ({self.worker}) failed on samples [{shown}]{more}: {self.error}"
 
 
 @dataclass
@@ -96,9 +94,7 @@ class SystemUnderTest:
     # Worker threads ------------------------------------------------------------------------------
     def start(self) -> None:
         for worker in self.workers:
-            t = threading.Thread(
-                target=self._worker_loop, args=(worker,), name=f"sut-{worker.name}", daemon=True
-            )
+            t = threading.Thread(target=self._worker_loop, args=(worker,), name=f"sut-{worker.name}", daemon=True)
             t.start()
             self._threads.append(t)
 
@@ -120,9 +116,7 @@ class SystemUnderTest:
             try:
                 images = worker.run(self.qsl.batch(indices)).images
                 if images.shape[0] != len(queries):
-                    raise RuntimeError(
-                        f"returned {images.shape[0]} images for a batch of {len(queries)}"
-                    )
+                    raise RuntimeError(f"returned {images.shape[0]} images for a batch of {len(queries)}")
             except Exception as exc:  # any worker error ends the run, with its cause
                 self._fail(worker, indices, exc)
                 self._complete(queries, None)

@@ -15,10 +15,14 @@ from backends.fake import FakeBackend
 SCENARIOS = ["SingleStream", "Offline", "Server"]
 # Short development runs: a few seconds each on 2 cores.
 QUICK = [
-    "--set", "loadgen.min_duration_ms=1500",
-    "--set", "loadgen.min_query_count=8",
-    "--set", "loadgen.offline_expected_qps=4",
-    "--set", "loadgen.server_target_qps=20",
+    "--set",
+    "loadgen.min_duration_ms=1500",
+    "--set",
+    "loadgen.min_query_count=8",
+    "--set",
+    "loadgen.offline_expected_qps=4",
+    "--set",
+    "loadgen.server_target_qps=20",
 ]
 
 
@@ -26,8 +30,14 @@ def _check_run_dir(run, scenario: str, mode: str, backend: str) -> dict:
     assert run.returncode == 0, run.stderr[-3000:]
     d = run.run_dir
     assert d.name.endswith(f"-tiny-{backend}-{scenario}-{mode}")
-    for name in ("config.toml", "manifest.json", "summary.json", "mlperf_log_detail.txt",
-                 "mlperf_log_summary.txt", "harness.log"):
+    for name in (
+        "config.toml",
+        "manifest.json",
+        "summary.json",
+        "mlperf_log_detail.txt",
+        "mlperf_log_summary.txt",
+        "harness.log",
+    ):
         assert (d / name).is_file(), name
     summary = run.summary()
     assert summary["status"] == "ok"
@@ -81,9 +91,19 @@ def test_accuracy_runs_on_the_tiny_model(run_cli, scenario: str) -> None:
 @pytest.mark.parametrize("scenario", SCENARIOS)
 @pytest.mark.parametrize("mode", ["performance", "accuracy"])
 def test_fake_backend_runs_every_scenario_and_mode(run_cli, scenario: str, mode: str) -> None:
-    run = run_cli("--backend", "fake", "--scenario", scenario, "--mode", mode,
-                  "--set", "backend.latency_ms=2", *QUICK,
-                  "--set", "loadgen.single_stream_expected_latency_ns=2000000")
+    run = run_cli(
+        "--backend",
+        "fake",
+        "--scenario",
+        scenario,
+        "--mode",
+        mode,
+        "--set",
+        "backend.latency_ms=2",
+        *QUICK,
+        "--set",
+        "loadgen.single_stream_expected_latency_ns=2000000",
+    )
     _check_run_dir(run, scenario, mode, "fake")
     if mode == "accuracy":
         log = json.loads((run.run_dir / "mlperf_log_accuracy.json").read_text())
@@ -94,9 +114,22 @@ def test_fake_backend_runs_every_scenario_and_mode(run_cli, scenario: str, mode:
 
 def test_server_batches_queued_queries(run_cli) -> None:
     # 40 queries/s against a backend that needs 50 ms a call: queries queue and get batched.
-    run = run_cli("--backend", "fake", "--scenario", "Server", "--set", "backend.latency_ms=50",
-                  "--set", "loadgen.server_target_qps=40", "--set", "loadgen.min_duration_ms=2000",
-                  "--set", "loadgen.min_query_count=40", "--set", "sut.max_wait_ms=20")
+    run = run_cli(
+        "--backend",
+        "fake",
+        "--scenario",
+        "Server",
+        "--set",
+        "backend.latency_ms=50",
+        "--set",
+        "loadgen.server_target_qps=40",
+        "--set",
+        "loadgen.min_duration_ms=2000",
+        "--set",
+        "loadgen.min_query_count=40",
+        "--set",
+        "sut.max_wait_ms=20",
+    )
     summary = _check_run_dir(run, "Server", "performance", "fake")
     assert max(int(k) for k in summary["batch_sizes"]) > 1
 
@@ -104,9 +137,22 @@ def test_server_batches_queued_queries(run_cli) -> None:
 @pytest.mark.parametrize("scenario", SCENARIOS)
 def test_a_raising_backend_ends_the_run_promptly(run_cli, scenario: str) -> None:
     start = time.monotonic()
-    run = run_cli("--backend", "fake", "--scenario", scenario, "--set", "backend.fail_at_call=3",
-                  "--set", "backend.latency_ms=5", "--set", "loadgen.min_duration_ms=60000",
-                  "--set", "loadgen.min_query_count=100000", "--set", "sut.drain_timeout_s=2")
+    run = run_cli(
+        "--backend",
+        "fake",
+        "--scenario",
+        scenario,
+        "--set",
+        "backend.fail_at_call=3",
+        "--set",
+        "backend.latency_ms=5",
+        "--set",
+        "loadgen.min_duration_ms=60000",
+        "--set",
+        "loadgen.min_query_count=100000",
+        "--set",
+        "sut.drain_timeout_s=2",
+    )
     elapsed = time.monotonic() - start
     assert run.returncode == 1
     assert elapsed < 30

@@ -74,56 +74,99 @@ SDXL_UNET_TFLOP_PER_STEP_1024_CFG = 13.5
 # Full-size run plan. `timed` = number of timed batches; `est_s` = the time a phase is expected to
 # need on one H100/H200 (an estimate used only to skip a phase that would not fit the budget).
 SDXL_PLAN = {
-    "resolution": 1024, "steps": 20, "guidance": 8.0, "warmup_steps": 3,
+    "resolution": 1024,
+    "steps": 20,
+    "guidance": 8.0,
+    "warmup_steps": 3,
     "runs": [  # (backend, batch, timed batches, est_s)
-        ("eager", 1, 5, 25), ("eager", 8, 2, 45),
-        ("compile", 1, 5, 150), ("compile", 8, 2, 130),
+        ("eager", 1, 5, 25),
+        ("eager", 8, 2, 45),
+        ("compile", 1, 5, 150),
+        ("compile", 8, 2, 130),
     ],
 }
 FLUX_PLAN = {
-    "steps": 4, "warmup_steps": 2, "max_sequence_length": 512,
+    "steps": 4,
+    "warmup_steps": 2,
+    "max_sequence_length": 512,
     "runs": [  # (backend, resolution, batch, timed batches, est_s)
-        ("eager", 512, 1, 8, 10), ("eager", 1024, 1, 6, 15),
-        ("eager", 512, 4, 3, 10), ("eager", 1024, 4, 3, 20),
-        ("compile", 1024, 1, 6, 100), ("compile", 512, 1, 8, 80),
+        ("eager", 512, 1, 8, 10),
+        ("eager", 1024, 1, 6, 15),
+        ("eager", 512, 4, 3, 10),
+        ("eager", 1024, 4, 3, 20),
+        ("compile", 1024, 1, 6, 100),
+        ("compile", 512, 1, 8, 80),
     ],
 }
 QUICK_SDXL_PLAN = {
-    "resolution": 256, "steps": 3, "guidance": 8.0, "warmup_steps": 2,
+    "resolution": 256,
+    "steps": 3,
+    "guidance": 8.0,
+    "warmup_steps": 2,
     "runs": [("eager", 1, 2, 0), ("eager", 2, 1, 0), ("compile", 1, 2, 0), ("compile", 2, 1, 0)],
 }
 QUICK_FLUX_PLAN = {
-    "steps": 3, "warmup_steps": 2, "max_sequence_length": 64,
-    "runs": [("eager", 128, 1, 2, 0), ("eager", 256, 1, 2, 0), ("eager", 256, 2, 1, 0),
-             ("compile", 256, 1, 2, 0)],
+    "steps": 3,
+    "warmup_steps": 2,
+    "max_sequence_length": 64,
+    "runs": [("eager", 128, 1, 2, 0), ("eager", 256, 1, 2, 0), ("eager", 256, 2, 1, 0), ("compile", 256, 1, 2, 0)],
 }
 
 # --quick: scaled-down architectures (same classes, same code paths, tiny widths/depths).
 QUICK_OVERRIDES: dict[str, dict[str, dict[str, Any]]] = {
     SDXL_DIR: {
         "unet": {
-            "block_out_channels": [32, 64, 64], "attention_head_dim": [1, 2, 2],
-            "transformer_layers_per_block": [1, 1, 1], "layers_per_block": 1,
-            "cross_attention_dim": 64, "addition_time_embed_dim": 8,
-            "projection_class_embeddings_input_dim": 32 + 6 * 8, "norm_num_groups": 16,
+            "block_out_channels": [32, 64, 64],
+            "attention_head_dim": [1, 2, 2],
+            "transformer_layers_per_block": [1, 1, 1],
+            "layers_per_block": 1,
+            "cross_attention_dim": 64,
+            "addition_time_embed_dim": 8,
+            "projection_class_embeddings_input_dim": 32 + 6 * 8,
+            "norm_num_groups": 16,
             "sample_size": 32,
         },
-        "vae": {"block_out_channels": [16, 32, 32, 32], "layers_per_block": 1,
-                "norm_num_groups": 8, "sample_size": 256},
-        "text_encoder": {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
-                         "num_attention_heads": 2, "projection_dim": 32},
-        "text_encoder_2": {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
-                           "num_attention_heads": 2, "projection_dim": 32},
+        "vae": {
+            "block_out_channels": [16, 32, 32, 32],
+            "layers_per_block": 1,
+            "norm_num_groups": 8,
+            "sample_size": 256,
+        },
+        "text_encoder": {
+            "hidden_size": 32,
+            "intermediate_size": 64,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 2,
+            "projection_dim": 32,
+        },
+        "text_encoder_2": {
+            "hidden_size": 32,
+            "intermediate_size": 64,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 2,
+            "projection_dim": 32,
+        },
     },
     FLUX_DIR: {
-        "transformer": {"num_layers": 1, "num_single_layers": 1, "num_attention_heads": 2,
-                        "attention_head_dim": 32, "axes_dims_rope": [8, 8, 8, 8],
-                        "joint_attention_dim": 3 * 64},
-        "vae": {"block_out_channels": [16, 32, 32, 32], "layers_per_block": 1,
-                "norm_num_groups": 8},
-        "text_encoder": {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 3,
-                         "num_attention_heads": 2, "num_key_value_heads": 1, "head_dim": 32,
-                         "layer_types": ["full_attention"] * 3, "max_window_layers": 3},
+        "transformer": {
+            "num_layers": 1,
+            "num_single_layers": 1,
+            "num_attention_heads": 2,
+            "attention_head_dim": 32,
+            "axes_dims_rope": [8, 8, 8, 8],
+            "joint_attention_dim": 3 * 64,
+        },
+        "vae": {"block_out_channels": [16, 32, 32, 32], "layers_per_block": 1, "norm_num_groups": 8},
+        "text_encoder": {
+            "hidden_size": 64,
+            "intermediate_size": 128,
+            "num_hidden_layers": 3,
+            "num_attention_heads": 2,
+            "num_key_value_heads": 1,
+            "head_dim": 32,
+            "layer_types": ["full_attention"] * 3,
+            "max_window_layers": 3,
+        },
     },
 }
 QUICK_FLUX_TEXT_LAYERS = (1, 2, 3)
@@ -184,9 +227,20 @@ def _utc() -> str:
 # printing
 # --------------------------------------------------------------------------------------------
 
-_COLS = [("model", 16), ("res", 5), ("steps", 5), ("cfg", 4), ("batch", 5), ("backend", 8),
-         ("img/s", 7), ("s/img", 7), ("step_ms", 8), ("peak_GiB", 8), ("compile_s", 9),
-         ("status", 8)]
+_COLS = [
+    ("model", 16),
+    ("res", 5),
+    ("steps", 5),
+    ("cfg", 4),
+    ("batch", 5),
+    ("backend", 8),
+    ("img/s", 7),
+    ("s/img", 7),
+    ("step_ms", 8),
+    ("peak_GiB", 8),
+    ("compile_s", 9),
+    ("status", 8),
+]
 
 
 def _fmt(v: Any, nd: int = 3) -> str:
@@ -202,9 +256,20 @@ def table_header() -> str:
 
 
 def table_row(r: dict[str, Any]) -> str:
-    vals = [r.get("model"), r.get("resolution"), r.get("steps"), r.get("guidance"), r.get("batch"),
-            r.get("backend"), r.get("images_per_s"), r.get("s_per_image"), r.get("step_ms_mean"),
-            r.get("peak_mem_gib"), r.get("compile_s"), r.get("status")]
+    vals = [
+        r.get("model"),
+        r.get("resolution"),
+        r.get("steps"),
+        r.get("guidance"),
+        r.get("batch"),
+        r.get("backend"),
+        r.get("images_per_s"),
+        r.get("s_per_image"),
+        r.get("step_ms_mean"),
+        r.get("peak_mem_gib"),
+        r.get("compile_s"),
+        r.get("status"),
+    ]
     out = []
     for (name, w), v in zip(_COLS, vals, strict=True):
         s = _fmt(v, 1 if name in ("compile_s", "step_ms", "cfg") else 3)
@@ -243,8 +308,11 @@ def _transformers_config(cls: Any, cfg: dict[str, Any]) -> Any:
 
 def _bytes_to_unicode() -> list[str]:
     """GPT-2/CLIP byte-to-unicode table: the 256 characters a byte-level BPE vocabulary starts from."""
-    bs = (list(range(ord("!"), ord("~") + 1)) + list(range(ord("\u00a1"), ord("\u00ac") + 1))
-          + list(range(ord("\u00ae"), ord("\u00ff") + 1)))
+    bs = (
+        list(range(ord("!"), ord("~") + 1))
+        + list(range(ord("\u00a1"), ord("\u00ac") + 1))
+        + list(range(ord("\u00ae"), ord("\u00ff") + 1))
+    )
     cs = bs[:]
     n = 0
     for b in range(256):
@@ -284,15 +352,23 @@ class QwenTokenizerStub:
     pad_token_id = 151643
     model_max_length = 512
 
-    def apply_chat_template(self, messages: list[dict[str, str]], tokenize: bool = False,
-                            add_generation_prompt: bool = True, **_: Any) -> str:
+    def apply_chat_template(
+        self, messages: list[dict[str, str]], tokenize: bool = False, add_generation_prompt: bool = True, **_: Any
+    ) -> str:
         text = "".join(f"<|im_start|>{m['role']}\n{m['content']}<|im_end|>\n" for m in messages)
         if add_generation_prompt:
             text += "<|im_start|>assistant\n<think>\n\n</think>\n\n"
         return text
 
-    def __call__(self, text: str | list[str], return_tensors: str = "pt", padding: Any = "max_length",
-                 truncation: bool = True, max_length: int = 512, **_: Any) -> dict[str, Any]:
+    def __call__(
+        self,
+        text: str | list[str],
+        return_tensors: str = "pt",
+        padding: Any = "max_length",
+        truncation: bool = True,
+        max_length: int = 512,
+        **_: Any,
+    ) -> dict[str, Any]:
         import torch
 
         texts = [text] if isinstance(text, str) else list(text)
@@ -384,8 +460,11 @@ def env_info(device: str, dtype_name: str) -> dict[str, Any]:
     import torch
 
     info: dict[str, Any] = {
-        "python": sys.version.split()[0], "platform": platform.platform(),
-        "torch": torch.__version__, "device": device, "dtype": dtype_name,
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "torch": torch.__version__,
+        "device": device,
+        "dtype": dtype_name,
     }
     for mod in ("diffusers", "transformers", "triton"):
         try:
@@ -394,16 +473,26 @@ def env_info(device: str, dtype_name: str) -> dict[str, Any]:
             info[mod] = f"unavailable: {exc.__class__.__name__}"
     if device.startswith("cuda"):
         p = torch.cuda.get_device_properties(0)
-        info.update({
-            "device_name": torch.cuda.get_device_name(0),
-            "capability": ".".join(map(str, torch.cuda.get_device_capability(0))),
-            "multiprocessors": p.multi_processor_count, "total_mem_gib": gib(p.total_memory),
-            "cuda_runtime": torch.version.cuda,
-        })
+        info.update(
+            {
+                "device_name": torch.cuda.get_device_name(0),
+                "capability": ".".join(map(str, torch.cuda.get_device_capability(0))),
+                "multiprocessors": p.multi_processor_count,
+                "total_mem_gib": gib(p.total_memory),
+                "cuda_runtime": torch.version.cuda,
+            }
+        )
         try:
             q = subprocess.run(
-                ["nvidia-smi", "--query-gpu=name,driver_version,memory.total,clocks.max.sm,power.limit",
-                 "--format=csv,noheader"], capture_output=True, text=True, timeout=20)
+                [
+                    "nvidia-smi",
+                    "--query-gpu=name,driver_version,memory.total,clocks.max.sm,power.limit",
+                    "--format=csv,noheader",
+                ],
+                capture_output=True,
+                text=True,
+                timeout=20,
+            )
             info["nvidia_smi"] = q.stdout.strip() or q.stderr.strip()
         except Exception as exc:  # noqa: BLE001
             info["nvidia_smi"] = f"failed: {exc}"
@@ -462,8 +551,17 @@ def timed_call(pipe: Any, kwargs: dict[str, Any], device: str) -> tuple[float, A
     return (time.perf_counter_ns() - t0) / 1e9, host
 
 
-def measure(pipe: Any, make_kwargs: Any, *, batch: int, steps: int, warmup_steps: int,
-            n_timed: int, device: str, n_warmup: int = 2) -> dict[str, Any]:
+def measure(
+    pipe: Any,
+    make_kwargs: Any,
+    *,
+    batch: int,
+    steps: int,
+    warmup_steps: int,
+    n_timed: int,
+    device: str,
+    n_warmup: int = 2,
+) -> dict[str, Any]:
     """Warm-up calls (few steps) then `n_timed` timed batches of the full recipe."""
     import torch
 
@@ -491,18 +589,20 @@ def measure(pipe: Any, make_kwargs: Any, *, batch: int, steps: int, warmup_steps
         step_ms_per_batch.append(round(sum(iv) / len(iv), 3) if iv else None)
     total = sum(batch_s)
     pk, pr = peak(device)
-    res.update({
-        "n_timed_batches": n_timed,
-        "batch_s": [round(x, 4) for x in batch_s],
-        "batch_s_mean": round(total / n_timed, 4),
-        "batch_s_min": round(min(batch_s), 4),
-        "images_per_s": round(batch * n_timed / total, 4),
-        "s_per_image": round(total / (batch * n_timed), 4),
-        "step_ms_mean": round(sum(step_ms) / len(step_ms), 3) if step_ms else None,
-        "step_ms_per_batch": step_ms_per_batch,
-        "peak_mem_gib": pk,
-        "peak_reserved_gib": pr,
-    })
+    res.update(
+        {
+            "n_timed_batches": n_timed,
+            "batch_s": [round(x, 4) for x in batch_s],
+            "batch_s_mean": round(total / n_timed, 4),
+            "batch_s_min": round(min(batch_s), 4),
+            "images_per_s": round(batch * n_timed / total, 4),
+            "s_per_image": round(total / (batch * n_timed), 4),
+            "step_ms_mean": round(sum(step_ms) / len(step_ms), 3) if step_ms else None,
+            "step_ms_per_batch": step_ms_per_batch,
+            "peak_mem_gib": pk,
+            "peak_reserved_gib": pr,
+        }
+    )
     if res["step_ms_mean"] is not None:
         # What the batch spends outside the denoising loop (prompt encoding, VAE decode, copy-out).
         res["non_step_s_mean"] = round(res["batch_s_mean"] - steps * res["step_ms_mean"] / 1e3, 4)
@@ -528,38 +628,61 @@ def build_sdxl(device: str, dtype: Any, quick: bool, workdir: Path) -> tuple[Any
 
     info: dict[str, Any] = {"config_dir": str((CFG_DIR / SDXL_DIR).relative_to(ROOT)), "quick": quick}
     t0 = time.perf_counter()
-    cfg = {n: load_component_config(SDXL_DIR, n, quick)
-           for n in ("unet", "vae", "text_encoder", "text_encoder_2", "scheduler")}
+    cfg = {
+        n: load_component_config(SDXL_DIR, n, quick)
+        for n in ("unet", "vae", "text_encoder", "text_encoder_2", "scheduler")
+    }
     torch.manual_seed(0)
     with on_device(device):
         unet = UNet2DConditionModel.from_config(cfg["unet"]).to(dtype).eval()
         vae = AutoencoderKL.from_config(cfg["vae"]).to(dtype).eval()
         te1 = CLIPTextModel(_transformers_config(CLIPTextConfig, cfg["text_encoder"])).to(dtype).eval()
-        te2 = CLIPTextModelWithProjection(
-            _transformers_config(CLIPTextConfig, cfg["text_encoder_2"])).to(dtype).eval()
+        te2 = CLIPTextModelWithProjection(_transformers_config(CLIPTextConfig, cfg["text_encoder_2"])).to(dtype).eval()
     sched = EulerDiscreteScheduler.from_config(cfg["scheduler"])
     tok1 = make_clip_tokenizer(workdir / "clip_tok")
     tok2 = make_clip_tokenizer(workdir / "clip_tok_2", pad_token="!")
     pipe = StableDiffusionXLPipeline(
-        vae=vae, text_encoder=te1, text_encoder_2=te2, tokenizer=tok1, tokenizer_2=tok2, unet=unet,
-        scheduler=sched, force_zeros_for_empty_prompt=True, add_watermarker=False)
+        vae=vae,
+        text_encoder=te1,
+        text_encoder_2=te2,
+        tokenizer=tok1,
+        tokenizer_2=tok2,
+        unet=unet,
+        scheduler=sched,
+        force_zeros_for_empty_prompt=True,
+        add_watermarker=False,
+    )
     pipe.set_progress_bar_config(disable=True)
     sync(device)
-    info.update({
-        "build_s": round(time.perf_counter() - t0, 2),
-        "params_M": {"unet": round(n_params(unet) / 1e6, 1), "vae": round(n_params(vae) / 1e6, 1),
-                     "text_encoder": round(n_params(te1) / 1e6, 1),
-                     "text_encoder_2": round(n_params(te2) / 1e6, 1)},
-        "weights_gib": mem_now(device),
-        "attn_processor": type(next(iter(unet.attn_processors.values()))).__name__,
-        "text_encoder_attn": getattr(te1.config, "_attn_implementation", None),
-        "vae_upcast": "no (force_upcast only applies to float16; the VAE runs in the model dtype)",
-        "tokenizers": "CLIPTokenizer over a byte-level vocab (514 ids, no merges), padded to 77",
-        "unet_key_config": {k: cfg["unet"][k] for k in (
-            "block_out_channels", "transformer_layers_per_block", "attention_head_dim",
-            "cross_attention_dim", "addition_time_embed_dim", "projection_class_embeddings_input_dim",
-            "use_linear_projection", "sample_size")},
-    })
+    info.update(
+        {
+            "build_s": round(time.perf_counter() - t0, 2),
+            "params_M": {
+                "unet": round(n_params(unet) / 1e6, 1),
+                "vae": round(n_params(vae) / 1e6, 1),
+                "text_encoder": round(n_params(te1) / 1e6, 1),
+                "text_encoder_2": round(n_params(te2) / 1e6, 1),
+            },
+            "weights_gib": mem_now(device),
+            "attn_processor": type(next(iter(unet.attn_processors.values()))).__name__,
+            "text_encoder_attn": getattr(te1.config, "_attn_implementation", None),
+            "vae_upcast": "no (force_upcast only applies to float16; the VAE runs in the model dtype)",
+            "tokenizers": "CLIPTokenizer over a byte-level vocab (514 ids, no merges), padded to 77",
+            "unet_key_config": {
+                k: cfg["unet"][k]
+                for k in (
+                    "block_out_channels",
+                    "transformer_layers_per_block",
+                    "attention_head_dim",
+                    "cross_attention_dim",
+                    "addition_time_embed_dim",
+                    "projection_class_embeddings_input_dim",
+                    "use_linear_projection",
+                    "sample_size",
+                )
+            },
+        }
+    )
     return pipe, info
 
 
@@ -576,9 +699,13 @@ def sdxl_kwargs_factory(pipe: Any, plan: dict[str, Any], device: str, dtype: Any
     def make(batch: int, steps: int) -> dict[str, Any]:
         prompts = [PROMPTS[i % len(PROMPTS)] for i in range(batch)]
         return {
-            "prompt": prompts, "negative_prompt": [MLPERF_NEGATIVE_PROMPT] * batch,
-            "num_inference_steps": steps, "guidance_scale": plan["guidance"],
-            "height": res, "width": res, "latents": base_latent.expand(batch, -1, -1, -1).clone(),
+            "prompt": prompts,
+            "negative_prompt": [MLPERF_NEGATIVE_PROMPT] * batch,
+            "num_inference_steps": steps,
+            "guidance_scale": plan["guidance"],
+            "height": res,
+            "width": res,
+            "latents": base_latent.expand(batch, -1, -1, -1).clone(),
             "output_type": "pt",
         }
 
@@ -599,19 +726,30 @@ def run_sdxl(args: argparse.Namespace, results: Results, deadline: float) -> Non
         traceback.print_exc()
         return
     results.merge("builds", {"sdxl-base-1.0": info})
-    print(f"[sdxl] built in {info['build_s']} s, params (M) {info['params_M']}, "
-          f"weights {info['weights_gib']} GiB", flush=True)
+    print(
+        f"[sdxl] built in {info['build_s']} s, params (M) {info['params_M']}, weights {info['weights_gib']} GiB",
+        flush=True,
+    )
     make = sdxl_kwargs_factory(pipe, plan, device, dtype)
     eager_unet = pipe.unet
     compiled = None
     runs: list[dict[str, Any]] = []
     for backend, batch, n_timed, est_s in plan["runs"]:
         rec = {
-            "model": "sdxl-base-1.0", "pipeline": "StableDiffusionXLPipeline", "dtype": dtype_name,
-            "resolution": plan["resolution"], "steps": plan["steps"], "guidance": plan["guidance"],
-            "unet_batch": batch * 2, "batch": batch, "backend": backend, "scheduler": "EulerDiscrete",
-            "negative_prompt": "MLPerf", "text_encoders": "full size (random weights), run every batch",
-            "compile_s": None, "notes": [],
+            "model": "sdxl-base-1.0",
+            "pipeline": "StableDiffusionXLPipeline",
+            "dtype": dtype_name,
+            "resolution": plan["resolution"],
+            "steps": plan["steps"],
+            "guidance": plan["guidance"],
+            "unet_batch": batch * 2,
+            "batch": batch,
+            "backend": backend,
+            "scheduler": "EulerDiscrete",
+            "negative_prompt": "MLPerf",
+            "text_encoders": "full size (random weights), run every batch",
+            "compile_s": None,
+            "notes": [],
         }
         left = deadline - time.time()
         if not args.quick and left < est_s:
@@ -620,33 +758,42 @@ def run_sdxl(args: argparse.Namespace, results: Results, deadline: float) -> Non
             runs.append(rec)
             print(table_row(rec), flush=True)
             continue
-        results.event("phase_start", model=rec["model"], backend=backend, batch=batch,
-                      resolution=rec["resolution"])
+        results.event("phase_start", model=rec["model"], backend=backend, batch=batch, resolution=rec["resolution"])
         try:
             if backend == "compile":
                 if compiled is None:
                     compiled = _compile(eager_unet, args, rec)
                 pipe.unet = compiled
-                rec["compile"] = {"target": "unet", "mode": args.compile_mode, "fullgraph": args.fullgraph,
-                                  "dynamic": False, "backend": args.compile_backend}
+                rec["compile"] = {
+                    "target": "unet",
+                    "mode": args.compile_mode,
+                    "fullgraph": args.fullgraph,
+                    "dynamic": False,
+                    "backend": args.compile_backend,
+                }
             else:
                 pipe.unet = eager_unet
-            m = _measure_with_fallback(pipe, make, batch, n_timed, plan, device, args, rec,
-                                       eager_unet, attr="unet")
+            m = _measure_with_fallback(pipe, make, batch, n_timed, plan, device, args, rec, eager_unet, attr="unet")
             rec.update(m)
             if backend == "compile" and "first_call_extra_s" in m:
                 rec["compile_s"] = m["first_call_extra_s"]
-                rec["notes"].append("compile_s = first warm-up call - second warm-up call "
-                                    f"({plan['warmup_steps']} steps each): compilation for this shape")
+                rec["notes"].append(
+                    "compile_s = first warm-up call - second warm-up call "
+                    f"({plan['warmup_steps']} steps each): compilation for this shape"
+                )
             if plan["resolution"] == 1024 and rec.get("step_ms_mean"):
                 tf = SDXL_UNET_TFLOP_PER_STEP_1024_CFG * batch / (rec["step_ms_mean"] / 1e3)
                 rec["unet_tflops_achieved"] = round(tf, 1)
-                rec["notes"].append("unet_tflops_achieved uses the DESIGN.md anchor of 13.5 TFLOP per "
-                                    "UNet step per image with CFG")
+                rec["notes"].append(
+                    "unet_tflops_achieved uses the DESIGN.md anchor of 13.5 TFLOP per UNet step per image with CFG"
+                )
             rec["status"] = "ok"
         except Exception as exc:  # noqa: BLE001
-            rec.update(status="error", error=f"{exc.__class__.__name__}: {exc}"[:2000],
-                       traceback=traceback.format_exc()[-4000:])
+            rec.update(
+                status="error",
+                error=f"{exc.__class__.__name__}: {exc}"[:2000],
+                traceback=traceback.format_exc()[-4000:],
+            )
             traceback.print_exc()
             if device.startswith("cuda"):
                 torch.cuda.empty_cache()
@@ -674,8 +821,10 @@ def build_flux(device: str, dtype: Any, quick: bool) -> tuple[Any, dict[str, Any
 
     info: dict[str, Any] = {"config_dir": str((CFG_DIR / FLUX_DIR).relative_to(ROOT)), "quick": quick}
     t0 = time.perf_counter()
-    cfg = {n: load_component_config(FLUX_DIR, n, quick)
-           for n in ("transformer", "vae", "text_encoder", "scheduler", "model_index")}
+    cfg = {
+        n: load_component_config(FLUX_DIR, n, quick)
+        for n in ("transformer", "vae", "text_encoder", "scheduler", "model_index")
+    }
     torch.manual_seed(0)
     # One component at a time: float32 on the device, then cast (keeps the float32 peak to one model).
     with on_device(device):
@@ -683,28 +832,47 @@ def build_flux(device: str, dtype: Any, quick: bool) -> tuple[Any, dict[str, Any
         transformer = Flux2Transformer2DModel.from_config(cfg["transformer"]).to(dtype).eval()
         vae = AutoencoderKLFlux2.from_config(cfg["vae"]).to(dtype).eval()
     sched = FlowMatchEulerDiscreteScheduler.from_config(cfg["scheduler"])
-    pipe = Flux2KleinPipeline(scheduler=sched, vae=vae, text_encoder=te, tokenizer=None,
-                              transformer=transformer,
-                              is_distilled=bool(cfg["model_index"].get("is_distilled", True)))
+    pipe = Flux2KleinPipeline(
+        scheduler=sched,
+        vae=vae,
+        text_encoder=te,
+        tokenizer=None,
+        transformer=transformer,
+        is_distilled=bool(cfg["model_index"].get("is_distilled", True)),
+    )
     # The tokenizer is a stub object, set after registration so that the pipeline's config does not
     # have to describe it.
     object.__setattr__(pipe, "tokenizer", QwenTokenizerStub())
     pipe.set_progress_bar_config(disable=True)
     sync(device)
-    info.update({
-        "build_s": round(time.perf_counter() - t0, 2),
-        "params_M": {"transformer": round(n_params(transformer) / 1e6, 1),
-                     "text_encoder": round(n_params(te) / 1e6, 1), "vae": round(n_params(vae) / 1e6, 1)},
-        "weights_gib": mem_now(device),
-        "is_distilled": pipe.config.is_distilled,
-        "text_encoder": "Qwen3ForCausalLM at full published size, random weights, runs every batch "
-                        "(prompts padded to max_sequence_length as the pipeline does)",
-        "text_encoder_attn": getattr(te.config, "_attn_implementation", None),
-        "tokenizer": "byte-level stub (QwenTokenizerStub): valid ids + attention mask, not Qwen's BPE",
-        "transformer_key_config": {k: cfg["transformer"][k] for k in (
-            "num_layers", "num_single_layers", "num_attention_heads", "attention_head_dim",
-            "joint_attention_dim", "in_channels", "mlp_ratio")},
-    })
+    info.update(
+        {
+            "build_s": round(time.perf_counter() - t0, 2),
+            "params_M": {
+                "transformer": round(n_params(transformer) / 1e6, 1),
+                "text_encoder": round(n_params(te) / 1e6, 1),
+                "vae": round(n_params(vae) / 1e6, 1),
+            },
+            "weights_gib": mem_now(device),
+            "is_distilled": pipe.config.is_distilled,
+            "text_encoder": "Qwen3ForCausalLM at full published size, random weights, runs every batch "
+            "(prompts padded to max_sequence_length as the pipeline does)",
+            "text_encoder_attn": getattr(te.config, "_attn_implementation", None),
+            "tokenizer": "byte-level stub (QwenTokenizerStub): valid ids + attention mask, not Qwen's BPE",
+            "transformer_key_config": {
+                k: cfg["transformer"][k]
+                for k in (
+                    "num_layers",
+                    "num_single_layers",
+                    "num_attention_heads",
+                    "attention_head_dim",
+                    "joint_attention_dim",
+                    "in_channels",
+                    "mlp_ratio",
+                )
+            },
+        }
+    )
     return pipe, info
 
 
@@ -716,9 +884,13 @@ def flux_kwargs_factory(plan: dict[str, Any], resolution: int, device: str, quic
     def make(batch: int, steps: int) -> dict[str, Any]:
         return {
             "prompt": [PROMPTS[i % len(PROMPTS)] for i in range(batch)],
-            "height": resolution, "width": resolution, "num_inference_steps": steps,
-            "guidance_scale": 1.0, "generator": torch.Generator(device).manual_seed(0),
-            "output_type": "pt", "max_sequence_length": plan["max_sequence_length"],
+            "height": resolution,
+            "width": resolution,
+            "num_inference_steps": steps,
+            "guidance_scale": 1.0,
+            "generator": torch.Generator(device).manual_seed(0),
+            "output_type": "pt",
+            "max_sequence_length": plan["max_sequence_length"],
             "text_encoder_out_layers": layers,
         }
 
@@ -738,18 +910,27 @@ def run_flux(args: argparse.Namespace, results: Results, deadline: float) -> Non
         traceback.print_exc()
         return
     results.merge("builds", {"flux2-klein-4b": info})
-    print(f"[flux] built in {info['build_s']} s, params (M) {info['params_M']}, "
-          f"weights {info['weights_gib']} GiB", flush=True)
+    print(
+        f"[flux] built in {info['build_s']} s, params (M) {info['params_M']}, weights {info['weights_gib']} GiB",
+        flush=True,
+    )
     eager_tr = pipe.transformer
     compiled = None
     runs: list[dict[str, Any]] = []
     for backend, res, batch, n_timed, est_s in plan["runs"]:
         rec = {
-            "model": "flux2-klein-4b", "pipeline": "Flux2KleinPipeline", "dtype": dtype_name,
-            "resolution": res, "steps": plan["steps"], "guidance": None, "batch": batch,
-            "backend": backend, "scheduler": "FlowMatchEulerDiscrete",
+            "model": "flux2-klein-4b",
+            "pipeline": "Flux2KleinPipeline",
+            "dtype": dtype_name,
+            "resolution": res,
+            "steps": plan["steps"],
+            "guidance": None,
+            "batch": batch,
+            "backend": backend,
+            "scheduler": "FlowMatchEulerDiscrete",
             "text_encoders": "Qwen3-4B full size (random weights), run every batch; tokenizer stubbed",
-            "max_sequence_length": plan["max_sequence_length"], "compile_s": None,
+            "max_sequence_length": plan["max_sequence_length"],
+            "compile_s": None,
             "notes": ["distilled model: no CFG (guidance ignored), transformer batch = batch"],
         }
         left = deadline - time.time()
@@ -759,30 +940,36 @@ def run_flux(args: argparse.Namespace, results: Results, deadline: float) -> Non
             runs.append(rec)
             print(table_row(rec), flush=True)
             continue
-        results.event("phase_start", model=rec["model"], backend=backend, batch=batch,
-                      resolution=res)
+        results.event("phase_start", model=rec["model"], backend=backend, batch=batch, resolution=res)
         try:
             if backend == "compile":
                 if compiled is None:
                     compiled = _compile(eager_tr, args, rec)
                 pipe.transformer = compiled
-                rec["compile"] = {"target": "transformer", "mode": args.compile_mode,
-                                  "fullgraph": args.fullgraph, "dynamic": False,
-                                  "backend": args.compile_backend}
+                rec["compile"] = {
+                    "target": "transformer",
+                    "mode": args.compile_mode,
+                    "fullgraph": args.fullgraph,
+                    "dynamic": False,
+                    "backend": args.compile_backend,
+                }
             else:
                 pipe.transformer = eager_tr
             make = flux_kwargs_factory(plan, res, device, args.quick)
-            m = _measure_with_fallback(pipe, make, batch, n_timed, plan, device, args, rec,
-                                       eager_tr, attr="transformer")
+            m = _measure_with_fallback(
+                pipe, make, batch, n_timed, plan, device, args, rec, eager_tr, attr="transformer"
+            )
             rec.update(m)
             if backend == "compile" and "first_call_extra_s" in m:
                 rec["compile_s"] = m["first_call_extra_s"]
-                rec["notes"].append("compile_s = first warm-up call - second warm-up call: "
-                                    "compilation for this shape")
+                rec["notes"].append("compile_s = first warm-up call - second warm-up call: compilation for this shape")
             rec["status"] = "ok"
         except Exception as exc:  # noqa: BLE001
-            rec.update(status="error", error=f"{exc.__class__.__name__}: {exc}"[:2000],
-                       traceback=traceback.format_exc()[-4000:])
+            rec.update(
+                status="error",
+                error=f"{exc.__class__.__name__}: {exc}"[:2000],
+                traceback=traceback.format_exc()[-4000:],
+            )
             traceback.print_exc()
             if device.startswith("cuda"):
                 torch.cuda.empty_cache()
@@ -813,12 +1000,20 @@ def _compile(module: Any, args: argparse.Namespace, rec: dict[str, Any]) -> Any:
     return torch.compile(module, **kw)
 
 
-def _measure_with_fallback(pipe: Any, make: Any, batch: int, n_timed: int, plan: dict[str, Any],
-                           device: str, args: argparse.Namespace, rec: dict[str, Any],
-                           eager_module: Any, attr: str) -> dict[str, Any]:
+def _measure_with_fallback(
+    pipe: Any,
+    make: Any,
+    batch: int,
+    n_timed: int,
+    plan: dict[str, Any],
+    device: str,
+    args: argparse.Namespace,
+    rec: dict[str, Any],
+    eager_module: Any,
+    attr: str,
+) -> dict[str, Any]:
     """measure(); if a fullgraph compile fails, retry once without fullgraph and say so."""
-    kw = dict(batch=batch, steps=plan["steps"], warmup_steps=plan["warmup_steps"], n_timed=n_timed,
-              device=device)
+    kw = dict(batch=batch, steps=plan["steps"], warmup_steps=plan["warmup_steps"], n_timed=n_timed, device=device)
     try:
         return measure(pipe, make, **kw)
     except Exception as exc:  # noqa: BLE001
@@ -826,23 +1021,35 @@ def _measure_with_fallback(pipe: Any, make: Any, batch: int, n_timed: int, plan:
             raise
         import torch
 
-        rec["notes"].append(f"fullgraph=True failed ({exc.__class__.__name__}: {str(exc)[:300]}); "
-                            "retried with fullgraph=False")
-        print(f"[{rec['model']}] fullgraph compile failed, retrying without fullgraph: {exc!r}"[:500],
-              flush=True)
+        rec["notes"].append(
+            f"fullgraph=True failed ({exc.__class__.__name__}: {str(exc)[:300]}); retried with fullgraph=False"
+        )
+        print(f"[{rec['model']}] fullgraph compile failed, retrying without fullgraph: {exc!r}"[:500], flush=True)
         torch._dynamo.reset()
-        setattr(pipe, attr, torch.compile(eager_module, fullgraph=False, dynamic=False,
-                                          backend=args.compile_backend,
-                                          **({} if args.compile_mode == "default"
-                                             else {"mode": args.compile_mode})))
+        setattr(
+            pipe,
+            attr,
+            torch.compile(
+                eager_module,
+                fullgraph=False,
+                dynamic=False,
+                backend=args.compile_backend,
+                **({} if args.compile_mode == "default" else {"mode": args.compile_mode}),
+            ),
+        )
         rec["compile"]["fullgraph"] = False
         return measure(pipe, make, **kw)
 
 
 def _error_rec(model: str, phase: str, exc: BaseException, **extra: Any) -> dict[str, Any]:
-    return {"model": model, "backend": phase, "status": "error",
-            "error": f"{exc.__class__.__name__}: {exc}"[:2000],
-            "traceback": traceback.format_exc()[-4000:], **extra}
+    return {
+        "model": model,
+        "backend": phase,
+        "status": "error",
+        "error": f"{exc.__class__.__name__}: {exc}"[:2000],
+        "traceback": traceback.format_exc()[-4000:],
+        **extra,
+    }
 
 
 # --------------------------------------------------------------------------------------------
@@ -856,8 +1063,7 @@ def child_main(args: argparse.Namespace) -> int:
     import torch
 
     if args.device.startswith("cuda") and not torch.cuda.is_available():
-        results.event("error", model=args.child, error="CUDA requested but torch.cuda.is_available() "
-                      "is False")
+        results.event("error", model=args.child, error="CUDA requested but torch.cuda.is_available() is False")
         print("CUDA not available", flush=True)
         return 2
     data = results.load()
@@ -881,9 +1087,25 @@ def child_main(args: argparse.Namespace) -> int:
 
 
 def _run_child(model: str, args: argparse.Namespace, deadline: float, results: Results) -> int | None:
-    cmd = [sys.executable, "-m", "tools.gpu_bench", "--child", model, "--out", str(args.out),
-           "--device", args.device, "--dtype", args.dtype_name, "--deadline", f"{deadline:.3f}",
-           "--compile-mode", args.compile_mode, "--compile-backend", args.compile_backend]
+    cmd = [
+        sys.executable,
+        "-m",
+        "tools.gpu_bench",
+        "--child",
+        model,
+        "--out",
+        str(args.out),
+        "--device",
+        args.device,
+        "--dtype",
+        args.dtype_name,
+        "--deadline",
+        f"{deadline:.3f}",
+        "--compile-mode",
+        args.compile_mode,
+        "--compile-backend",
+        args.compile_backend,
+    ]
     if args.quick:
         cmd.append("--quick")
     if not args.fullgraph:
@@ -922,17 +1144,32 @@ def _record_killed_phase(results: Results, model: str) -> None:
     name = {"sdxl": "sdxl-base-1.0", "flux": "flux2-klein-4b"}[model]
     starts = [e for e in data.get("events", []) if e.get("kind") == "phase_start" and e.get("model") == name]
     if not starts:
-        results.add_run({"model": name, "backend": "build", "status": "timeout",
-                         "error": "child killed at its time limit before the first measurement"})
+        results.add_run(
+            {
+                "model": name,
+                "backend": "build",
+                "status": "timeout",
+                "error": "child killed at its time limit before the first measurement",
+            }
+        )
         return
     last = starts[-1]
     key = (last.get("backend"), last.get("batch"), last.get("resolution"))
-    done = {(r.get("backend"), r.get("batch"), r.get("resolution"))
-            for r in data.get("runs", []) if r.get("model") == name}
+    done = {
+        (r.get("backend"), r.get("batch"), r.get("resolution")) for r in data.get("runs", []) if r.get("model") == name
+    }
     if key not in done:
-        results.add_run({"model": name, "backend": key[0], "batch": key[1], "resolution": key[2],
-                         "status": "timeout", "error": "child killed at its time limit during this "
-                         "phase (a compile that did not finish, or a slow measurement)"})
+        results.add_run(
+            {
+                "model": name,
+                "backend": key[0],
+                "batch": key[1],
+                "resolution": key[2],
+                "status": "timeout",
+                "error": "child killed at its time limit during this "
+                "phase (a compile that did not finish, or a slow measurement)",
+            }
+        )
 
 
 def orchestrate(args: argparse.Namespace) -> int:
@@ -942,12 +1179,21 @@ def orchestrate(args: argparse.Namespace) -> int:
     if results.path.exists():
         results.path.rename(results.path.with_suffix(f".{int(time.time())}.old.json"))
     t0 = time.time()
-    results.update(schema=SCHEMA, started_utc=_utc(), quick=args.quick, budget_s=args.budget_s,
-                   argv=sys.argv[1:], runs=[], events=[],
-                   method=("random weights from published configs; bf16 on CUDA; timed region = whole "
-                           "pipeline call to uint8 images on host, device synchronised at both ends; "
-                           "2 warm-up calls with few steps first; step_ms from CUDA events in "
-                           "callback_on_step_end between consecutive steps (steps 2..N)"))
+    results.update(
+        schema=SCHEMA,
+        started_utc=_utc(),
+        quick=args.quick,
+        budget_s=args.budget_s,
+        argv=sys.argv[1:],
+        runs=[],
+        events=[],
+        method=(
+            "random weights from published configs; bf16 on CUDA; timed region = whole "
+            "pipeline call to uint8 images on host, device synchronised at both ends; "
+            "2 warm-up calls with few steps first; step_ms from CUDA events in "
+            "callback_on_step_end between consecutive steps (steps 2..N)"
+        ),
+    )
     models = [args.only] if args.only else ["sdxl", "flux"]
     end = t0 + args.budget_s
     for model in models:
@@ -965,11 +1211,16 @@ def orchestrate(args: argparse.Namespace) -> int:
     data["wall_s"] = round(time.time() - t0, 1)
     results.update(finished_utc=data["finished_utc"], wall_s=data["wall_s"])
     env = data.get("env", {})
-    print(f"\n[orchestrator] device: {env.get('device_name')} | driver/nvidia-smi: "
-          f"{env.get('nvidia_smi', '-')} | torch {env.get('torch')} | diffusers {env.get('diffusers')} "
-          f"| transformers {env.get('transformers')} | dtype {env.get('dtype')}")
-    print_table(data.get("runs", []), f"all runs ({'QUICK, numbers meaningless' if args.quick else 'full'})"
-                f", wall {data['wall_s']} s, results in {results.path}")
+    print(
+        f"\n[orchestrator] device: {env.get('device_name')} | driver/nvidia-smi: "
+        f"{env.get('nvidia_smi', '-')} | torch {env.get('torch')} | diffusers {env.get('diffusers')} "
+        f"| transformers {env.get('transformers')} | dtype {env.get('dtype')}"
+    )
+    print_table(
+        data.get("runs", []),
+        f"all runs ({'QUICK, numbers meaningless' if args.quick else 'full'})"
+        f", wall {data['wall_s']} s, results in {results.path}",
+    )
     bad = [r for r in data.get("runs", []) if r.get("status") == "error"]
     return 1 if bad and len(bad) == len(data.get("runs", [])) else 0
 
@@ -980,15 +1231,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--only", choices=["sdxl", "flux"], help="run one model only")
     p.add_argument("--out", default=None, help="output folder (default: $OUT, else ./gpu_bench_out)")
     p.add_argument("--device", default=None, help="cuda (default when available) or cpu")
-    p.add_argument("--dtype", dest="dtype_name", choices=["bf16", "fp16", "fp32"], default=None,
-                   help="default: bf16 on cuda, fp32 on cpu")
-    p.add_argument("--budget-s", type=float, default=430.0,
-                   help="total time for all models (ignored with --quick)")
-    p.add_argument("--flux-reserve-s", type=float, default=120.0,
-                   help="time kept for FLUX when SDXL runs first")
+    p.add_argument(
+        "--dtype",
+        dest="dtype_name",
+        choices=["bf16", "fp16", "fp32"],
+        default=None,
+        help="default: bf16 on cuda, fp32 on cpu",
+    )
+    p.add_argument("--budget-s", type=float, default=430.0, help="total time for all models (ignored with --quick)")
+    p.add_argument("--flux-reserve-s", type=float, default=120.0, help="time kept for FLUX when SDXL runs first")
     p.add_argument("--grace-s", type=float, default=20.0, help="extra time before a child is killed")
-    p.add_argument("--compile-mode", default="default",
-                   help="torch.compile mode: default | max-autotune-no-cudagraphs | reduce-overhead ...")
+    p.add_argument(
+        "--compile-mode",
+        default="default",
+        help="torch.compile mode: default | max-autotune-no-cudagraphs | reduce-overhead ...",
+    )
     p.add_argument("--compile-backend", default="inductor")
     p.add_argument("--no-fullgraph", dest="fullgraph", action="store_false")
     p.add_argument("--child", choices=["sdxl", "flux"], help=argparse.SUPPRESS)

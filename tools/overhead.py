@@ -64,9 +64,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
     indices = [i % qsl.total_count for i in range(n)]
-    batches = [
-        direct_batch(inputs.prompts, inputs.latents, indices[i : i + b]) for i in range(0, n, b)
-    ]
+    batches = [direct_batch(inputs.prompts, inputs.latents, indices[i : i + b]) for i in range(0, n, b)]
     backend.warmup(batches[0])
     print(
         f"model={cfg.model.name} backend={cfg.run.backend} batch_size={b} samples={n} "
