@@ -11,6 +11,7 @@ logs written so far).
 from __future__ import annotations
 
 import logging
+import signal
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -286,7 +287,12 @@ def drive_loadgen(
         daemon=True,
     )
     expected = qsl.total_count if cfg.run.mode == "accuracy" else None
-    interrupted = False
+    # Ctrl-C must not raise inside LoadGen's Python callbacks (that crashed LoadGen's thread):
+    # while LoadGen runs, SIGINT only sets a flag that this loop acts on.
+    interrupt = threading.Event()
+    previous_handler = None
+    if threading.current_thread() is threading.main_thread():
+        previous_handler = signal.signal(signal.SIGINT, lambda signum, frame: interrupt.set())
     failed_at: float | None = None
     start = time.perf_counter()
     thread.start()
@@ -298,15 +304,19 @@ def drive_loadgen(
                 if total is None and cfg.run.scenario == "Offline" and sut.stats.issued:
                     total = sut.stats.issued
                 progress(sut.stats.completed, total)
+            if interrupt.is_set():
+                log.warning("interrupted: answering pending queries and stopping")
+                sut.abort()
+                thread.join(2.0)
+                break
             if sut.failed.is_set():
                 failed_at = failed_at or time.perf_counter()
                 if time.perf_counter() - failed_at > cfg.sut.drain_timeout_s:
                     break
-    except KeyboardInterrupt:
-        interrupted = True
-        log.warning("interrupted: answering pending queries and stopping")
-        sut.abort()
-        thread.join(2.0)
+    finally:
+        if previous_handler is not None:
+            signal.signal(signal.SIGINT, previous_handler)
+    interrupted = interrupt.is_set()
     wall_s = time.perf_counter() - start
     alive = thread.is_alive()
     sut.stop(timeout_s=0.0 if alive else 10.0)

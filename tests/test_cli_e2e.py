@@ -206,3 +206,87 @@ def test_an_audit_config_in_the_cwd_is_not_picked_up(run_cli, tmp_path: Path) ->
     run = run_cli("--backend", "fake", *QUICK, cwd=work)
     _check_run_dir(run, "Offline", "performance", "fake")
     assert "Found Audit Config file" not in run.detail_log()
+
+
+def test_ctrl_c_keeps_the_logs_and_exits_130(harness_cache: Path, tmp_path: Path) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    out = tmp_path / "runs"
+    env = dict(os.environ, HARNESS_CACHE_DIR=str(harness_cache))
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "harness",
+            "--backend",
+            "fake",
+            "--scenario",
+            "SingleStream",
+            "--output-dir",
+            str(out),
+            "--no-progress",
+            "--set",
+            "backend.latency_ms=20",
+            "--set",
+            "loadgen.min_duration_ms=120000",
+            "--set",
+            "loadgen.min_query_count=100000",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        cwd=Path(__file__).resolve().parent.parent,
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:  # wait until LoadGen is issuing queries
+        logs = list(out.glob("*/mlperf_log_detail.txt"))
+        if logs and logs[0].stat().st_size > 0 and list(out.glob("*/manifest.json")):
+            break
+        time.sleep(0.2)
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGINT)
+    try:
+        _, stderr = proc.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        raise AssertionError("the run did not stop within 30 s of Ctrl-C") from None
+    assert proc.returncode == 130, stderr[-2000:]
+    run_dir = next(out.iterdir())
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["status"] == "interrupted"
+    assert summary["samples_completed"] > 0
+    assert (run_dir / "mlperf_log_detail.txt").stat().st_size > 0
+
+
+def test_mlperf_captions_feed_the_qsl(run_cli) -> None:
+    from tests.conftest import SHARED
+
+    tsv = SHARED / "data" / "mlperf-sdxl" / "captions_source.tsv"
+    if not tsv.is_file():
+        pytest.skip(f"needs the shared MLPerf captions at {tsv}")
+    run = run_cli(
+        "--backend", "fake", "--mode", "accuracy", "--set", f"dataset.path={tsv}", "--set", "dataset.count=12", *QUICK
+    )
+    _check_run_dir(run, "Offline", "accuracy", "fake")
+    log = json.loads((run.run_dir / "mlperf_log_accuracy.json").read_text())
+    assert sorted({e["qsl_idx"] for e in log}) == list(range(12))
+    manifest = json.loads((run.run_dir / "manifest.json").read_text())
+    assert manifest["prompts"]["source"].endswith("captions_source.tsv")
+    assert manifest["prompts"]["count"] == 12
+
+
+def test_backends_are_imported_only_when_chosen() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from backends.registry import backend_class; backend_class('fake'); "
+        "print('diffusers' in sys.modules, 'torch' in sys.modules)"
+    )
+    root = Path(__file__).resolve().parent.parent
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=root, check=True)
+    assert out.stdout.split() == ["False", "False"]
