@@ -33,11 +33,17 @@ exit codes: 0 done, 1 run failed, 2 bad input, 130 interrupted
 """
 
 
+def _epilog() -> str:
+    names = sorted(subcommands())
+    more = f"\nother commands (python -m harness COMMAND --help): {', '.join(names)}\n" if names else ""
+    return EPILOG + more
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m harness",
         description="MLPerf-style LoadGen scenario runner for text-to-image models.",
-        epilog=EPILOG,
+        epilog=_epilog(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument(
@@ -123,7 +129,20 @@ def _fail(message: str, code: int = 2) -> int:
     return code
 
 
+def subcommands() -> dict[str, str]:
+    """`python -m harness NAME ...` runs harness/cmd_NAME.py's main(argv): a command is one file."""
+    here = Path(__file__).resolve().parent
+    return {p.stem[len("cmd_") :].replace("_", "-"): f"harness.{p.stem}" for p in here.glob("cmd_*.py")}
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    commands = subcommands()
+    if argv and argv[0] in commands:
+        import importlib
+
+        module = importlib.import_module(commands[argv[0]])
+        return int(module.main(argv[1:]))
     args = build_parser().parse_args(argv)
     _configure_logging(args.verbose)
     cli = {

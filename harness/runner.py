@@ -136,10 +136,10 @@ def make_backend(cfg: RunConfig, spec: ModelSpec) -> Backend:
         cls = backend_class(cfg.run.backend)
     except BackendError as exc:
         raise ConfigError(str(exc)) from exc
-    options = build_options(cls.Options, cfg.backend)
     try:
+        options = build_options(cls.Options, cfg.backend)
         return cls(spec, options)  # type: ignore[no-any-return]
-    except BackendError as exc:
+    except BackendError as exc:  # an option value the backend refuses
         raise ConfigError(str(exc)) from exc
 
 

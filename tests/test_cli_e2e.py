@@ -290,3 +290,9 @@ def test_backends_are_imported_only_when_chosen() -> None:
     root = Path(__file__).resolve().parent.parent
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=root, check=True)
     assert out.stdout.split() == ["False", "False"]
+
+
+def test_a_backend_option_the_backend_refuses_is_bad_input(run_cli) -> None:
+    run = run_cli("--set", "backend.dtype=float8")
+    assert run.returncode == 2
+    assert "dtype 'float8' is not supported" in run.stderr and "Traceback" not in run.stderr
