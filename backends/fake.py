@@ -6,6 +6,7 @@ It exercises the LoadGen plumbing, measures harness overhead, and injects failur
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from dataclasses import asdict, dataclass
@@ -21,6 +22,12 @@ class FakeOptions:
     latency_ms: float = 0.0  # per call
     per_image_latency_ms: float = 0.0  # added per image in the batch
     fail_at_call: int = 0  # raise on this call of generate (1-based); 0 = never
+    # Kill the process on this call (os._exit): simulates a worker process dying. Only for worker
+    # processes (workers.processes / workers.count > 1): in-process it would end the harness.
+    exit_at_call: int = 0
+    # Apply fail_at_call / exit_at_call only in the worker of this name (e.g. "worker-1"); the
+    # worker pool names each process in HARNESS_WORKER_NAME. "" = in every worker.
+    only_worker: str = ""
 
 
 class FakeBackend:
@@ -53,8 +60,11 @@ class FakeBackend:
         with self._lock:
             self._calls += 1
             call = self._calls
-        if self.options.fail_at_call and call == self.options.fail_at_call:
+        targeted = not self.options.only_worker or os.environ.get("HARNESS_WORKER_NAME") == self.options.only_worker
+        if targeted and self.options.fail_at_call and call == self.options.fail_at_call:
             raise RuntimeError(f"fake backend: injected failure on call {call}")
+        if targeted and self.options.exit_at_call and call == self.options.exit_at_call:
+            os._exit(3)
         delay_s = (self.options.latency_ms + self.options.per_image_latency_ms * len(batch)) / 1e3
         if delay_s > 0:
             time.sleep(delay_s)

@@ -53,6 +53,12 @@ class Batcher:
             self._pending.extend(queries)
             self._cond.notify_all()
 
+    def requeue(self, queries: Sequence[QueuedQuery]) -> None:
+        """Put queries back at the head of the queue (a failed batch sent to another worker)."""
+        with self._cond:
+            self._pending.extendleft(reversed(queries))
+            self._cond.notify_all()
+
     def close(self) -> None:
         """Wake every waiting worker; they get what is left, then None."""
         with self._cond:

@@ -80,6 +80,17 @@ class SutSection:
 
 
 @dataclass(frozen=True)
+class WorkersSection:
+    count: int = 1  # workers; more than one runs each in its own process
+    devices: str = ""  # comma-separated, one worker per device, e.g. "cuda:0,cuda:1" (overrides count)
+    processes: bool = False  # run even a single worker in a child process (as a pool of one)
+    threads_per_worker: int = 0  # CPU backends: torch threads per worker; 0 = split the cores
+    retries: int = 0  # re-send a failed batch to another worker up to this many times per run
+    load_timeout_s: float = 600.0  # how long a worker process may take to load and warm up
+    ray_address: str = ""  # "auto" or "ray://host:port": one Ray actor per GPU (see harness/ray_workers.py)
+
+
+@dataclass(frozen=True)
 class AccuracySection:
     sample_images: int = 4  # PNGs of the first samples written in accuracy mode
 
@@ -92,6 +103,7 @@ class RunConfig:
     latents: LatentsSection = field(default_factory=LatentsSection)
     sut: SutSection = field(default_factory=SutSection)
     accuracy: AccuracySection = field(default_factory=AccuracySection)
+    workers: WorkersSection = field(default_factory=WorkersSection)
     # Validated against the chosen backend's Options dataclass when the backend is built.
     backend: dict[str, Any] = field(default_factory=dict)
     # LoadGen TestSettings attribute -> value, from the TOML layers (model+scenario defaults, --config).
@@ -242,6 +254,12 @@ def _from_tree(tree: dict[str, Any], loadgen_overrides: dict[str, Any]) -> RunCo
     for key in ("batch_size", "max_batch_size"):
         if getattr(sections["sut"], key) < 1:
             raise ConfigError(f"sut.{key} must be at least 1, got {getattr(sections['sut'], key)}")
+    w = sections["workers"]
+    if w.count < 1 or w.retries < 0 or w.threads_per_worker < 0:
+        raise ConfigError(
+            f"workers.count must be >= 1, workers.retries and workers.threads_per_worker >= 0; "
+            f"got {w.count}, {w.retries}, {w.threads_per_worker}"
+        )
     if sections["sut"].max_wait_ms < 0:
         raise ConfigError(f"sut.max_wait_ms must be >= 0, got {sections['sut'].max_wait_ms}")
 

@@ -10,7 +10,9 @@ logs written so far).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import os
 import signal
 import threading
 import time
@@ -35,7 +37,8 @@ from harness.prompts import PromptSet, load_prompts
 from harness.qsl import QuerySampleLibrary
 from harness.run_dir import write_config, write_json
 from harness.sut import SystemUnderTest, WorkerFailure
-from harness.workers import InProcessWorker
+from harness.worker_pool import ProcessWorker, RemoteError, WorkerDied, WorkerSpec, cpu_slices, with_threads
+from harness.workers import InProcessWorker, Worker
 
 log = logging.getLogger(__name__)
 
@@ -186,6 +189,52 @@ def prepare_inputs(cfg: RunConfig) -> RunInputs:
     return RunInputs(model_path, model_spec(cfg, model_path), prompts, latents, qsl)
 
 
+def start_workers(cfg: RunConfig, spec: ModelSpec, warm: PromptBatch, phases: _Phases) -> list[Worker]:
+    """One in-process worker by default; a pool of worker processes for workers.count > 1,
+    workers.devices, or workers.processes. Loading and warm-up happen here, off LoadGen's clock."""
+    w = cfg.workers
+    devices = [d.strip() for d in w.devices.split(",") if d.strip()]
+    count = len(devices) or w.count
+    backend = make_backend(cfg, spec)  # validates the options in this process, before any child
+    if count == 1 and not w.processes and not devices:
+        try:
+            phases.timed("load", backend.load)
+            phases.timed("warmup", lambda: backend.warmup(warm))
+        except BackendError as exc:
+            backend.close()
+            raise ConfigError(str(exc)) from exc
+        return [InProcessWorker(backend)]
+
+    options = backend.options  # type: ignore[attr-defined]
+    cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else list(range(os.cpu_count() or 1))
+    on_cpu = not devices and str(getattr(options, "device", "cpu")).startswith("cpu")
+    slices = cpu_slices(count, cores) if on_cpu else [()] * count
+    pool: list[ProcessWorker] = []
+    for i in range(count):
+        opts = options
+        if devices:
+            opts = dataclasses.replace(options, device=devices[i])
+        elif on_cpu:
+            opts = with_threads(options, w.threads_per_worker or len(slices[i]))
+        name = f"worker-{i}"
+        ws = WorkerSpec(cfg.run.backend, spec, opts, warm, cpu_cores=slices[i], env=(("HARNESS_WORKER_NAME", name),))
+        pool.append(ProcessWorker(ws, name=name))
+
+    def load_all() -> None:
+        for p in pool:
+            p.start()
+        for p in pool:
+            p.wait_ready(w.load_timeout_s)
+
+    try:
+        phases.timed(f"load and warm up {count} worker processes", load_all)
+    except (WorkerDied, RemoteError) as exc:
+        for p in pool:
+            p.close()
+        raise ConfigError(str(exc)) from exc
+    return list(pool)
+
+
 def run_benchmark(cfg: RunConfig, run_dir: Path, progress: ProgressFn | None = None) -> RunResult:
     phases = _Phases()
     # 1. Inputs: model folder, prompts, latents, QSL.
@@ -204,21 +253,15 @@ def run_benchmark(cfg: RunConfig, run_dir: Path, progress: ProgressFn | None = N
     blockers = lgs.submission_blockers(cfg, settings, qsl.total_count)
 
     # 3. Backend: load and warm up outside LoadGen's clock, with the largest batch the SUT sends.
-    backend = make_backend(cfg, spec)
     policy = batch_policy(cfg)
-    try:
-        phases.timed("load", backend.load)
-        warm = list(range(min(policy.max_batch_size, qsl.total_count)))
-        phases.timed("warmup", lambda: backend.warmup(direct_batch(prompts, latents, warm)))
-    except BackendError as exc:
-        backend.close()
-        raise ConfigError(str(exc)) from exc
+    warm = direct_batch(prompts, latents, list(range(min(policy.max_batch_size, qsl.total_count))))
+    workers = start_workers(cfg, spec, warm, phases)
 
     # 4. Record what the run is before it starts.
     write_config(run_dir / "config.toml", cfg, resolved_settings)
     manifest = build_manifest(
         config=cfg.to_dict(),
-        backend=backend.describe(),
+        backend=workers[0].describe(),
         model_path=model_path,
         prompts={
             "name": prompts.name,
@@ -233,6 +276,7 @@ def run_benchmark(cfg: RunConfig, run_dir: Path, progress: ProgressFn | None = N
             "user_conf": cfg.user_conf,
         },
     )
+    manifest["workers"] = [w.describe() for w in workers]
     manifest["valid_for_submission"] = False  # updated with the summary
     write_json(run_dir / "manifest.json", manifest)
 
@@ -240,12 +284,13 @@ def run_benchmark(cfg: RunConfig, run_dir: Path, progress: ProgressFn | None = N
     hook = None
     if cfg.run.mode == "accuracy":
         hook = _PngSaver(run_dir / "images", cfg.accuracy.sample_images)
-    sut = SystemUnderTest(qsl, Batcher(policy), [InProcessWorker(backend)], image_hook=hook)
+    sut = SystemUnderTest(qsl, Batcher(policy), workers, image_hook=hook, retries=cfg.workers.retries)
     outcome = drive_loadgen(cfg, sut, qsl, settings, run_dir, progress)
     phases.seconds["run"] = round(outcome["wall_s"], 3)
     log.info("run: %.2f s", outcome["wall_s"])
     if not outcome["loadgen_alive"]:
-        backend.close()
+        for worker in workers:
+            worker.close()
 
     # 6. Read LoadGen's logs and summarise.
     summary = _summarise(cfg, run_dir, sut, blockers, phases.seconds, outcome)
@@ -389,6 +434,18 @@ def _summarise(
             "queue_delay_ms": _percentiles_ms(stats.queue_delays_ns),
             "batch_time_ms": _percentiles_ms(stats.batch_times_ns),
         },
+        "workers": [
+            {
+                "name": name,
+                "batches": stats.worker_batches[name],
+                "samples": stats.worker_samples[name],
+                "busy_s": round(stats.worker_busy_ns[name] / 1e9, 3),
+            }
+            for name in sorted(stats.worker_batches)
+        ],
+        "retried_failures": [
+            {"worker": f.worker, "sample_indices": list(f.sample_indices), "error": f.error} for f in sut.retried
+        ],
         "phases_s": phases,
         "failure": None
         if sut.failure is None

@@ -55,6 +55,9 @@ class SutStats:
     batch_times_ns: list[int] = field(default_factory=list)  # worker.run wall time, per batch
     completed: int = 0
     issued: int = 0
+    worker_batches: Counter[str] = field(default_factory=Counter)
+    worker_samples: Counter[str] = field(default_factory=Counter)
+    worker_busy_ns: Counter[str] = field(default_factory=Counter)
 
 
 class SystemUnderTest:
@@ -64,6 +67,7 @@ class SystemUnderTest:
         batcher: Batcher,
         workers: Sequence[Worker],
         image_hook: ImageHook | None = None,
+        retries: int = 0,
     ) -> None:
         if not workers:
             raise ValueError("the SUT needs at least one worker")
@@ -72,6 +76,9 @@ class SystemUnderTest:
         self.workers = list(workers)
         self.image_hook = image_hook
         self.stats = SutStats()
+        self.retries_left = retries
+        self.retried: list[WorkerFailure] = []  # failures answered by re-sending the batch elsewhere
+        self._live_workers = len(self.workers)
         self.failure: WorkerFailure | None = None
         self.failed = threading.Event()
         self._lock = threading.Lock()
@@ -117,7 +124,10 @@ class SystemUnderTest:
                 images = worker.run(self.qsl.batch(indices)).images
                 if images.shape[0] != len(queries):
                     raise RuntimeError(f"returned {images.shape[0]} images for a batch of {len(queries)}")
-            except Exception as exc:  # any worker error ends the run, with its cause
+            except Exception as exc:  # a worker error ends the run, with its cause, unless retried
+                if self._retry_elsewhere(worker, indices, exc):
+                    self.batcher.requeue(queries)
+                    return  # this worker is out of the run; the others take its batch
                 self._fail(worker, indices, exc)
                 self._complete(queries, None)
                 continue
@@ -126,18 +136,26 @@ class SystemUnderTest:
                 self.stats.batch_sizes[len(queries)] += 1
                 self.stats.batch_times_ns.append(end_ns - start_ns)
                 self.stats.queue_delays_ns.extend(start_ns - q.enqueued_ns for q in queries)
+                self.stats.worker_batches[worker.name] += 1
+                self.stats.worker_samples[worker.name] += len(queries)
+                self.stats.worker_busy_ns[worker.name] += end_ns - start_ns
             self._complete(queries, images)
             if self.image_hook is not None:
                 self.image_hook(indices, images)
 
+    def _retry_elsewhere(self, worker: Worker, indices: list[int], exc: BaseException) -> bool:
+        with self._lock:
+            if self.retries_left <= 0 or self._live_workers <= 1:
+                return False
+            self.retries_left -= 1
+            self._live_workers -= 1
+            failure = _failure(worker, indices, exc)
+            self.retried.append(failure)
+        log.warning("%s; re-sending the batch to another worker", failure.message())
+        return True
+
     def _fail(self, worker: Worker, indices: list[int], exc: BaseException) -> None:
-        failure = WorkerFailure(
-            backend=worker.backend_name,
-            worker=worker.name,
-            sample_indices=tuple(indices),
-            error=f"{type(exc).__name__}: {exc}",
-            traceback="".join(traceback.format_exception(type(exc), exc, exc.__traceback__)),
-        )
+        failure = _failure(worker, indices, exc)
         with self._lock:
             if self.failure is None:
                 self.failure = failure
@@ -164,3 +182,15 @@ class SystemUnderTest:
         del images  # the buffers may go only now: LoadGen has copied what it logs
         with self._lock:
             self.stats.completed += len(queries)
+
+
+def _failure(worker: Worker, indices: list[int], exc: BaseException) -> WorkerFailure:
+    remote = getattr(exc, "remote_traceback", "")  # the worker process's own traceback, if any
+    local = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    return WorkerFailure(
+        backend=worker.backend_name,
+        worker=worker.name,
+        sample_indices=tuple(indices),
+        error=f"{type(exc).__name__}: {exc}" if not remote else str(exc),
+        traceback=remote or local,
+    )

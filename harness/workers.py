@@ -7,7 +7,7 @@ the batcher and the SUT stay unchanged when they arrive.
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Any, Protocol
 
 from backends.base import Backend, ImageBatch, PromptBatch
 
@@ -17,6 +17,10 @@ class Worker(Protocol):
     backend_name: str
 
     def run(self, batch: PromptBatch) -> ImageBatch: ...
+
+    def describe(self) -> dict[str, Any]: ...
+
+    def close(self) -> None: ...
 
 
 class InProcessWorker:
@@ -29,3 +33,9 @@ class InProcessWorker:
 
     def run(self, batch: PromptBatch) -> ImageBatch:
         return self.backend.generate(batch)
+
+    def describe(self) -> dict[str, Any]:
+        return {**self.backend.describe(), "worker": self.name}
+
+    def close(self) -> None:
+        self.backend.close()

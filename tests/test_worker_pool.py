@@ -1,0 +1,157 @@
+"""Worker processes behind one batcher: every scenario runs, images do not depend on the worker,
+and a worker that raises or dies ends the run promptly (or, with retries, hands its batch on)."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import numpy as np
+import pytest
+
+from harness.worker_pool import cpu_slices
+
+SHORT = [
+    "--set",
+    "loadgen.min_duration_ms=1500",
+    "--set",
+    "loadgen.min_query_count=16",
+    "--set",
+    "loadgen.server_target_qps=40",
+    "--set",
+    "loadgen.offline_expected_qps=20",
+    "--set",
+    "loadgen.single_stream_expected_latency_ns=5000000",
+    "--set",
+    "backend.latency_ms=5",
+]
+
+
+@pytest.mark.parametrize("scenario", ["SingleStream", "Offline", "Server"])
+def test_two_worker_processes_run_every_scenario(run_cli, scenario: str) -> None:
+    run = run_cli("--backend", "fake", "--scenario", scenario, "--set", "workers.count=2", *SHORT)
+    assert run.returncode == 0, run.stderr[-3000:]
+    summary = run.summary()
+    assert summary["status"] == "ok" and summary["loadgen"]["errors"] == []
+    names = {w["name"] for w in summary["workers"]}
+    assert names <= {"worker-0", "worker-1"} and names
+    if scenario != "SingleStream":  # SingleStream keeps one query in flight: one worker may do it all
+        assert names == {"worker-0", "worker-1"}
+    assert sum(w["samples"] for w in summary["workers"]) == summary["samples_completed"]
+    manifest = json.loads((run.run_dir / "manifest.json").read_text())
+    assert [w["worker"] for w in manifest["workers"]] == ["worker-0", "worker-1"]
+    assert all(w["pid"] for w in manifest["workers"])
+
+
+def _accuracy_images(run) -> dict[int, bytes]:
+    log = json.loads((run.run_dir / "mlperf_log_accuracy.json").read_text())
+    return {e["qsl_idx"]: bytes.fromhex(e["data"]) for e in log}
+
+
+def test_images_are_the_same_with_one_and_two_workers(run_cli) -> None:
+    args = [
+        "--mode",
+        "accuracy",
+        "--set",
+        "dataset.count=6",
+        "--set",
+        "sut.batch_size=2",
+        "--set",
+        "latents.mode=per-sample",
+    ]
+    one = run_cli(*args)
+    two = run_cli(*args, "--set", "workers.count=2")
+    assert one.returncode == 0, one.stderr[-3000:]
+    assert two.returncode == 0, two.stderr[-3000:]
+    a, b = _accuracy_images(one), _accuracy_images(two)
+    assert sorted(a) == sorted(b) == list(range(6))
+    assert {w["name"] for w in two.summary()["workers"]} == {"worker-0", "worker-1"}
+    for idx in a:
+        assert a[idx] == b[idx], f"sample {idx} differs between 1 and 2 workers"
+    # and the images are real (not all equal), so the comparison means something
+    arrays = [np.frombuffer(a[i], np.uint8) for i in range(6)]
+    assert any(not np.array_equal(arrays[0], x) for x in arrays[1:])
+
+
+def test_a_dying_worker_ends_the_run_promptly(run_cli) -> None:
+    start = time.monotonic()
+    run = run_cli(
+        "--backend",
+        "fake",
+        "--scenario",
+        "Server",
+        "--set",
+        "workers.count=2",
+        "--set",
+        "backend.exit_at_call=2",
+        "--set",
+        "backend.only_worker=worker-1",
+        "--set",
+        "sut.drain_timeout_s=2",
+        *SHORT,
+        "--set",
+        "loadgen.min_duration_ms=60000",
+    )
+    assert run.returncode == 1
+    assert time.monotonic() - start < 40
+    assert "worker-1" in run.stderr and "WorkerDied" in run.stderr
+    summary = run.summary()
+    assert summary["status"] == "failed" and summary["failure"]["worker"] == "worker-1"
+    assert summary["failure"]["sample_indices"]
+
+
+def test_a_raising_worker_reports_the_remote_error(run_cli) -> None:
+    run = run_cli(
+        "--backend",
+        "fake",
+        "--scenario",
+        "Server",
+        "--set",
+        "workers.count=2",
+        "--set",
+        "backend.fail_at_call=2",
+        "--set",
+        "backend.only_worker=worker-0",
+        "--set",
+        "sut.drain_timeout_s=2",
+        *SHORT,
+    )
+    assert run.returncode == 1
+    assert "worker-0" in run.stderr and "injected failure on call 2" in run.stderr
+    assert "in generate" in run.summary()["failure"]["traceback"]  # the child's own traceback
+
+
+def test_retries_send_the_batch_to_another_worker(run_cli) -> None:
+    run = run_cli(
+        "--backend",
+        "fake",
+        "--set",
+        "workers.count=2",
+        "--set",
+        "backend.exit_at_call=2",
+        "--set",
+        "backend.only_worker=worker-1",
+        "--set",
+        "workers.retries=1",
+        *SHORT,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    summary = run.summary()
+    assert summary["status"] == "ok"
+    assert len(summary["retried_failures"]) == 1
+    assert summary["retried_failures"][0]["worker"] == "worker-1"
+    assert summary["samples_completed"] == sum(w["samples"] for w in summary["workers"])
+
+
+def test_a_worker_that_cannot_load_is_bad_input(run_cli) -> None:
+    run = run_cli("--set", "workers.count=2", "--set", "backend.device=cuda")
+    assert run.returncode == 2
+    line = [ln for ln in run.stderr.splitlines() if ln.startswith("error:")]
+    assert len(line) == 1 and "could not load backend 'diffusers-eager'" in line[0] and "cuda" in line[0]
+
+
+def test_cpu_slices_split_the_cores() -> None:
+    assert cpu_slices(1, [0, 1]) == [(0,)]  # one core kept for LoadGen
+    assert cpu_slices(2, [0, 1]) == [(0,), (1,)]
+    assert cpu_slices(2, [0, 1, 2, 3, 4]) == [(0, 1), (2, 3)]
+    assert cpu_slices(3, [0, 1]) == [(0,), (1,), (0,)]
