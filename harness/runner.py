@@ -196,7 +196,7 @@ def start_workers(cfg: RunConfig, spec: ModelSpec, warm: PromptBatch, phases: _P
     devices = [d.strip() for d in w.devices.split(",") if d.strip()]
     count = len(devices) or w.count
     backend = make_backend(cfg, spec)  # validates the options in this process, before any child
-    if count == 1 and not w.processes and not devices:
+    if count == 1 and not w.processes and not devices and not w.ray_address:
         try:
             phases.timed("load", backend.load)
             phases.timed("warmup", lambda: backend.warmup(warm))
@@ -206,6 +206,15 @@ def start_workers(cfg: RunConfig, spec: ModelSpec, warm: PromptBatch, phases: _P
         return [InProcessWorker(backend)]
 
     options = backend.options  # type: ignore[attr-defined]
+    if w.ray_address:
+        from harness.ray_workers import start_ray_workers
+
+        return phases.timed(  # type: ignore[no-any-return]
+            "start Ray workers",
+            lambda: start_ray_workers(
+                w.ray_address, cfg.run.backend, spec, options, warm, count, w.threads_per_worker, w.load_timeout_s
+            ),
+        )
     cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else list(range(os.cpu_count() or 1))
     on_cpu = not devices and str(getattr(options, "device", "cpu")).startswith("cpu")
     slices = cpu_slices(count, cores) if on_cpu else [()] * count
