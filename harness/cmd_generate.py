@@ -24,8 +24,17 @@ import numpy as np
 
 from harness.errors import HarnessError
 
-METADATA_COLUMNS = ["sample_index", "prompt", "negative_prompt", "category", "seed", "file", "worker", "batch_size",
-                    "generate_ms"]
+METADATA_COLUMNS = [
+    "sample_index",
+    "prompt",
+    "negative_prompt",
+    "category",
+    "seed",
+    "file",
+    "worker",
+    "batch_size",
+    "generate_ms",
+]
 
 
 class _Generator:
@@ -155,11 +164,20 @@ def _generate(args: argparse.Namespace) -> int:
         writer = csv.DictWriter(f, fieldnames=METADATA_COLUMNS)
         writer.writeheader()
         writer.writerows(table)
-    meta = {"model": cfg.model.name, "backend": cfg.run.backend, "actors": actors, "images": len(table),
-            "wall_s": round(wall_s, 3), "images_per_second": round(len(table) / wall_s, 3), "rows": table}
+    meta = {
+        "model": cfg.model.name,
+        "backend": cfg.run.backend,
+        "actors": actors,
+        "images": len(table),
+        "wall_s": round(wall_s, 3),
+        "images_per_second": round(len(table) / wall_s, 3),
+        "rows": table,
+    }
     (out / "metadata.json").write_text(json.dumps(meta, indent=2) + "\n")
-    print(f"generated {len(table)} images with {actors} actor(s) in {wall_s:.1f} s "
-          f"({len(table) / wall_s:.2f} images/s): {out}")
+    print(
+        f"generated {len(table)} images with {actors} actor(s) in {wall_s:.1f} s "
+        f"({len(table) / wall_s:.2f} images/s): {out}"
+    )
     return 0
 
 
