@@ -134,6 +134,11 @@ def test_retries_send_the_batch_to_another_worker(run_cli) -> None:
         "--set",
         "workers.retries=1",
         *SHORT,
+        # One sample per batch, 50 ms each: while worker-0 is busy, worker-1 must take batches.
+        "--set",
+        "sut.batch_size=1",
+        "--set",
+        "backend.latency_ms=50",
     )
     assert run.returncode == 0, run.stderr[-3000:]
     summary = run.summary()
