@@ -126,7 +126,10 @@ def _generate(args: argparse.Namespace) -> int:
 
     if not ray.is_initialized():
         kwargs: dict[str, Any] = {"logging_level": "WARNING", "log_to_driver": False}
-        ray.init(**({"include_dashboard": False} if args.ray == "local" else {"address": args.ray}), **kwargs)
+        if args.ray == "local":  # loopback only, as in harness/ray_workers.py
+            ray.init(include_dashboard=False, _node_ip_address="127.0.0.1", **kwargs)
+        else:
+            ray.init(address=args.ray, **kwargs)
     gpus = int(ray.cluster_resources().get("GPU", 0))
     on_gpu = gpus > 0 and str(getattr(options, "device", "cpu")).startswith("cuda")
     actors = args.workers or (gpus if on_gpu else 1)

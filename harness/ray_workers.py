@@ -90,7 +90,8 @@ def start_ray_workers(
     if not ray.is_initialized():
         kwargs: dict[str, Any] = {"logging_level": logging.WARNING, "log_to_driver": False}
         if address == "local":
-            ray.init(include_dashboard=False, **kwargs)
+            # Loopback only: a local test instance has no business on the machine's other addresses.
+            ray.init(include_dashboard=False, _node_ip_address="127.0.0.1", **kwargs)
         else:
             ray.init(address=address, **kwargs)
     gpus = int(ray.cluster_resources().get("GPU", 0))

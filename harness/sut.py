@@ -58,6 +58,9 @@ class SutStats:
     worker_batches: Counter[str] = field(default_factory=Counter)
     worker_samples: Counter[str] = field(default_factory=Counter)
     worker_busy_ns: Counter[str] = field(default_factory=Counter)
+    batch_stages: list[dict[str, int]] = field(default_factory=list)  # backend stage times, per batch
+    steps_ns: list[int] = field(default_factory=list)  # every denoising step of every batch
+    handback_ns: list[int] = field(default_factory=list)  # QuerySamplesComplete, per batch
 
 
 class SystemUnderTest:
@@ -121,7 +124,8 @@ class SystemUnderTest:
             indices = [q.sample_index for q in queries]
             start_ns = time.perf_counter_ns()
             try:
-                images = worker.run(self.qsl.batch(indices)).images
+                result = worker.run(self.qsl.batch(indices))
+                images = result.images
                 if images.shape[0] != len(queries):
                     raise RuntimeError(f"returned {images.shape[0]} images for a batch of {len(queries)}")
             except Exception as exc:  # a worker error ends the run, with its cause, unless retried
@@ -139,6 +143,9 @@ class SystemUnderTest:
                 self.stats.worker_batches[worker.name] += 1
                 self.stats.worker_samples[worker.name] += len(queries)
                 self.stats.worker_busy_ns[worker.name] += end_ns - start_ns
+                if result.stage_times_ns:
+                    self.stats.batch_stages.append(dict(result.stage_times_ns))
+                self.stats.steps_ns.extend(getattr(result, "step_times_ns", ()))
             self._complete(queries, images)
             if self.image_hook is not None:
                 self.image_hook(indices, images)
@@ -178,10 +185,14 @@ class SystemUnderTest:
                 lg.QuerySampleResponse(q.query_id, img.ctypes.data, img.nbytes)
                 for q, img in zip(queries, images, strict=True)
             ]
+        start_ns = time.perf_counter_ns()
         lg.QuerySamplesComplete(responses)
+        handback_ns = time.perf_counter_ns() - start_ns
         del images  # the buffers may go only now: LoadGen has copied what it logs
         with self._lock:
             self.stats.completed += len(queries)
+            if responses and responses[0].size:
+                self.stats.handback_ns.append(handback_ns)
 
 
 def _failure(worker: Worker, indices: list[int], exc: BaseException) -> WorkerFailure:
