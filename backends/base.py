@@ -6,6 +6,7 @@ It never sees LoadGen ids or pointers; the harness owns those.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
@@ -28,16 +29,32 @@ class ModelSpec:
     height: int
     width: int
     scheduler: str = ""  # diffusers scheduler class name; "" keeps the checkpoint's own
+    # "pretrained": load `path`. "random": build the full-size architecture from the published
+    # component configs in `components` with seeded random weights (performance runs only).
+    weights: str = "pretrained"
+    components: str = ""
+    # What the pipeline's `latents=` argument takes. "nchw": the (N, C, h, w) latent as the QSL
+    # gives it. "flux-packed": 2 x 2 patches packed into (N, h/2 * w/2, 4C) (FLUX.1); the harness
+    # keeps (N, C, h, w) and the backend packs.
+    latent_layout: str = "nchw"
+    max_sequence_length: int = 0  # T5/Qwen prompt length for pipelines that take it; 0 = their default
+    pretokenize: bool = False  # the backend tokenizes prompts at QSL load (`preprocess_prompts`)
 
 
 @dataclass(frozen=True)
 class PromptBatch:
-    """One batch of work. `latents` is float32, shape (N, C, h, w), one row per prompt."""
+    """One batch of work. `latents` is float32, shape (N, C, h, w), one row per prompt.
+
+    `encoded` holds, per sample, what the backend's `preprocess_prompts` made of its prompts when
+    the QSL loaded it (token ids, say), outside the timed path; empty when nothing was pre-processed.
+    Its contents are the backend's business: the harness only carries them.
+    """
 
     sample_indices: tuple[int, ...]
     prompts: tuple[str, ...]
     negative_prompts: tuple[str, ...]
     latents: np.ndarray
+    encoded: tuple[Any, ...] = ()
 
     def __post_init__(self) -> None:
         n = len(self.sample_indices)
@@ -46,6 +63,8 @@ class PromptBatch:
                 f"PromptBatch: {n} sample indices but {len(self.prompts)} prompts "
                 f"and {len(self.negative_prompts)} negative prompts"
             )
+        if self.encoded and len(self.encoded) != n:
+            raise ValueError(f"PromptBatch: {n} sample indices but {len(self.encoded)} encoded prompts")
         if self.latents.ndim != 4 or self.latents.shape[0] != n:
             raise ValueError(f"PromptBatch: latents must have shape (N={n}, C, h, w), got {self.latents.shape}")
 
@@ -58,7 +77,10 @@ class ImageBatch:
     """Generated images: uint8, shape (N, H, W, 3), C-contiguous RGB."""
 
     images: np.ndarray
+    # Where the batch's time went (stage -> ns, contiguous stages) and each denoising step's time;
+    # empty when the backend does not time stages or timing is off.
     stage_times_ns: dict[str, int] = field(default_factory=dict)
+    step_times_ns: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         a = self.images
@@ -91,6 +113,19 @@ class Backend(Protocol):
 
     def close(self) -> None:
         """Free memory. Calling it twice is fine."""
+
+
+@runtime_checkable
+class PromptPreprocessor(Protocol):
+    """Optional: a backend that prepares prompts once, when the QSL loads samples.
+
+    The QSL calls `preprocess_prompts` from LoadGen's `load_samples` (outside the timed path) and
+    hands the result back in `PromptBatch.encoded`. Returning None means "nothing to prepare for this
+    model" and the batches carry the prompts only. Backends without the method are not affected.
+    """
+
+    def preprocess_prompts(self, prompts: Sequence[str], negative_prompts: Sequence[str]) -> list[Any] | None:
+        """One object per prompt (same order), or None."""
 
 
 class BackendError(Exception):

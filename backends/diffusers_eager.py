@@ -1,9 +1,15 @@
 """Any diffusers text-to-image pipeline, run eagerly in PyTorch.
 
 The pipeline class comes from `ModelSpec.pipeline` and is called the generic way (prompts,
-negative prompts, fixed latents, steps, guidance, size), so UNet pipelines (SDXL, SD 1.5) and
-transformer pipelines (SD3, FLUX) go through the same code. This is the reference every other
-backend is compared against for image parity.
+negative prompts, fixed latents, steps, guidance, size), so UNet pipelines (SD 1.x/2.x, SDXL) and
+transformer pipelines with flow-matching schedulers (SD3.5, FLUX.1, FLUX.2) go through the same code;
+the denoiser is whichever of `transformer` or `unet` the pipeline has. This is the reference every
+other backend is compared against for image parity.
+
+Weights come from a local diffusers folder (`ModelSpec.path`, loaded with `local_files_only`), or,
+with `ModelSpec.weights == "random"`, the full-size architecture is built on the device from the
+published component configs (backends/random_weights.py). SDXL-shaped pipelines can take prompts
+pre-tokenized at QSL load (`preprocess_prompts`, backends/pretokenize.py), as the MLPerf reference does.
 """
 
 from __future__ import annotations
@@ -14,7 +20,7 @@ import inspect
 import logging
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -24,12 +30,20 @@ import numpy as np
 import torch
 import transformers
 
+from backends import pretokenize
 from backends.base import BackendError, ImageBatch, ModelSpec, PromptBatch
+from backends.stage_timer import StageTimer
 
 logger = logging.getLogger(__name__)
 
 _DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 _DEVICE_TYPES = ("cpu", "cuda", "mps")
+_LATENT_LAYOUTS = ("nchw", "flux-packed")
+# What the harness turns off, as the MLPerf reference does: (what, pipeline argument, value).
+_DISABLED_ARGS = (("watermarker", "add_watermarker", False), ("safety_checker", "safety_checker", None))
+_DISABLED = tuple((what, arg) for what, arg, _ in _DISABLED_ARGS)
+# Weights drawn for model.weights = "random": fixed, so two random-weight runs run the same model.
+RANDOM_WEIGHTS_SEED = 0
 
 
 @dataclass(frozen=True)
@@ -44,6 +58,9 @@ class DiffusersEagerOptions:
     device: str = "cpu"  # "cpu", "cuda", "cuda:N" or "mps"; never falls back to another
     dtype: str = "float32"  # one of _DTYPES
     num_threads: int = -1
+    # Time text encoding, each denoising step, the VAE decode and the uint8 conversion (CUDA events
+    # on a GPU, read after the batch's own final synchronisation; no extra synchronisation).
+    stage_timing: bool = True
 
     def __post_init__(self) -> None:
         if self.dtype not in _DTYPES:
@@ -121,11 +138,66 @@ class DiffusersEagerBackend:
         self._dtype = _DTYPES[self.options.dtype]
         self._call_params: frozenset[str] = frozenset()
         self._disabled: list[str] = []
+        self._denoiser_name = ""
+        self._warned_negative = False
+        if model.weights not in ("pretrained", "random"):
+            raise BackendError(
+                f"diffusers-eager: model weights {model.weights!r} is not supported; choose pretrained or random"
+            )
+        if model.latent_layout not in _LATENT_LAYOUTS:
+            raise BackendError(
+                f"diffusers-eager: latent layout {model.latent_layout!r} is not supported; "
+                f"choose one of: {', '.join(_LATENT_LAYOUTS)}"
+            )
 
     # -- lifecycle -------------------------------------------------------------------------
 
     def load(self) -> None:
         start_ns = time.perf_counter_ns()
+        device = self._resolve_device()
+        pipeline_cls = _diffusers_class(self.model.pipeline, diffusers.DiffusionPipeline, "pipeline")
+        self._apply_num_threads(device)
+        # What the MLPerf reference turns off: both change the images, neither is the model.
+        init_params = inspect.signature(pipeline_cls.__init__).parameters
+        self._disabled = [what for what, arg in _DISABLED if arg in init_params]
+        if self.model.weights == "random":
+            pipe = self._build_random(device)
+        else:
+            pipe = self._from_folder(pipeline_cls)
+
+        if self.model.scheduler:
+            scheduler_cls = _diffusers_class(self.model.scheduler, diffusers.SchedulerMixin, "scheduler")
+            pipe.scheduler = scheduler_cls.from_config(pipe.scheduler.config)
+
+        pipe.to(device)
+        pipe.set_progress_bar_config(disable=True)
+        self._denoiser_name = _denoiser_name(pipe)
+        if self.model.pretokenize:
+            reason = pretokenize.unsupported_reason(pipe)
+            if reason:
+                raise BackendError(
+                    f"diffusers-eager: model {self.model.name!r} asks for pre-tokenized prompts "
+                    f"(pretokenize = true), but {type(pipe).__name__} cannot take them: {reason}; "
+                    "set model.pretokenize = false"
+                )
+        self._pipe = pipe
+        self._device = device
+        self._call_params = frozenset(inspect.signature(pipe.__call__).parameters)
+        logger.info(
+            "load: %s (%s, %s %s, %s) on %s in %s with %d torch threads%s, %.2f s",
+            self.model.name,
+            type(pipe).__name__,
+            self._denoiser_name,
+            type(getattr(pipe, self._denoiser_name)).__name__,
+            type(pipe.scheduler).__name__,
+            device,
+            self.options.dtype,
+            torch.get_num_threads(),
+            ", RANDOM WEIGHTS" if self.model.weights == "random" else "",
+            (time.perf_counter_ns() - start_ns) / 1e9,
+        )
+
+    def _from_folder(self, pipeline_cls: Any) -> Any:
         path = Path(self.model.path)
         if not path.is_dir():
             raise BackendError(
@@ -137,21 +209,7 @@ class DiffusersEagerBackend:
                 f"diffusers-eager: {path} has no model_index.json, so it is not a diffusers "
                 f"pipeline folder (model {self.model.name!r})"
             )
-        device = self._resolve_device()
-        pipeline_cls = _diffusers_class(self.model.pipeline, diffusers.DiffusionPipeline, "pipeline")
-        self._apply_num_threads(device)
-
-        # What the MLPerf reference turns off: both change the images, neither is the model.
-        init_params = inspect.signature(pipeline_cls.__init__).parameters
-        extra: dict[str, Any] = {}
-        self._disabled = []
-        if "add_watermarker" in init_params:
-            extra["add_watermarker"] = False
-            self._disabled.append("watermarker")
-        if "safety_checker" in init_params:
-            extra["safety_checker"] = None
-            self._disabled.append("safety_checker")
-
+        extra: dict[str, Any] = {arg: value for what, arg, value in _DISABLED_ARGS if what in self._disabled}
         extra[_dtype_keyword()] = self._dtype
         try:
             with _quiet_progress_bars():
@@ -163,41 +221,49 @@ class DiffusersEagerBackend:
                 f"diffusers-eager: {path} loaded as {pipe.dtype}, but dtype {self.options.dtype!r} "
                 f"was asked for (diffusers {diffusers.__version__})"
             )
+        return pipe
 
-        if self.model.scheduler:
-            scheduler_cls = _diffusers_class(self.model.scheduler, diffusers.SchedulerMixin, "scheduler")
-            pipe.scheduler = scheduler_cls.from_config(pipe.scheduler.config)
+    def _build_random(self, device: torch.device) -> Any:
+        """The full-size architecture from the published configs, random weights, built on `device`."""
+        from backends.random_weights import build_from_folder
 
-        pipe.to(device)
-        pipe.set_progress_bar_config(disable=True)
-        self._pipe = pipe
-        self._device = device
-        self._call_params = frozenset(inspect.signature(pipe.__call__).parameters)
-        logger.info(
-            "load: %s (%s, %s) on %s in %s with %d torch threads, %.2f s",
-            self.model.name,
-            type(pipe).__name__,
-            type(pipe.scheduler).__name__,
-            device,
-            self.options.dtype,
-            torch.get_num_threads(),
-            (time.perf_counter_ns() - start_ns) / 1e9,
-        )
+        if not self.model.components or not Path(self.model.components).is_dir():
+            raise BackendError(
+                f"diffusers-eager: random weights need the model's published component configs, but "
+                f"components folder {self.model.components!r} does not exist (model {self.model.name!r})"
+            )
+        with _quiet_progress_bars():
+            pipe = build_from_folder(
+                self.model.pipeline, self.model.components, device=device, dtype=self._dtype, seed=RANDOM_WEIGHTS_SEED
+            )
+        return pipe  # build_pipeline leaves out the watermarker and the safety checker
 
     def warmup(self, batch: PromptBatch) -> None:
         start_ns = time.perf_counter_ns()
         self.generate(batch)
         logger.info("warm-up: batch of %d in %.2f s", len(batch), (time.perf_counter_ns() - start_ns) / 1e9)
 
+    def preprocess_prompts(self, prompts: Sequence[str], negative_prompts: Sequence[str]) -> list[Any] | None:
+        """Token ids of each prompt and negative prompt, made when the QSL loads samples (outside
+        the timed path), for models with `pretokenize`; None for the others."""
+        if not self.model.pretokenize:
+            return None
+        pipe, _ = self._loaded()
+        return pretokenize.tokenize(pipe, prompts, negative_prompts)
+
     def generate(self, batch: PromptBatch) -> ImageBatch:
         pipe, device = self._loaded()
 
-        # 1. Inputs: the fixed latents on the device, in the model's dtype. Always a copy: the
-        #    QSL's array may be read-only or a broadcast of one shared latent, and must not change.
+        # 1. Inputs: the fixed latents on the device, in the model's dtype, in the layout the
+        #    pipeline's `latents=` takes. Always a copy: the QSL's array may be read-only or a
+        #    broadcast of one shared latent, and must not change. The pipeline scales them by its
+        #    scheduler's init_noise_sigma, exactly as the MLPerf reference passes them.
+        self._check_latents(pipe, batch.latents)
         host = np.array(batch.latents, dtype=np.float32, order="C", copy=True)
         latents = torch.from_numpy(host).to(device, self._dtype)
+        if self.model.latent_layout == "flux-packed":
+            latents = pack_latents_2x2(latents)
         kwargs: dict[str, Any] = {
-            "prompt": list(batch.prompts),
             "latents": latents,
             "num_inference_steps": self.model.steps,
             "guidance_scale": self.model.guidance_scale,
@@ -207,21 +273,35 @@ class DiffusersEagerBackend:
             # Unused by deterministic schedulers (Euler); makes stochastic ones repeatable.
             "generator": torch.Generator(device).manual_seed(0),
         }
-        if "negative_prompt" in self._call_params:
-            kwargs["negative_prompt"] = list(batch.negative_prompts)
-        elif any(batch.negative_prompts):
-            raise BackendError(
-                f"diffusers-eager: {type(pipe).__name__} takes no negative prompt, but the batch "
-                "has non-empty negative prompts; use a prompt set without them"
-            )
+        if self.model.max_sequence_length and "max_sequence_length" in self._call_params:
+            kwargs["max_sequence_length"] = self.model.max_sequence_length
+        encoded = batch.encoded
+        if self.model.pretokenize and not encoded:
+            # Correct, but the tokenizers now run inside the timed call.
+            logger.debug("pretokenize: a batch of %d came without token ids; tokenizing it now", len(batch))
+            encoded = tuple(pretokenize.tokenize(pipe, batch.prompts, batch.negative_prompts))
+        if not encoded:
+            kwargs["prompt"] = list(batch.prompts)
+            if "negative_prompt" in self._call_params:
+                kwargs["negative_prompt"] = list(batch.negative_prompts)
+            elif any(batch.negative_prompts) and not self._warned_negative:
+                # Distilled models without CFG (FLUX.2-klein) have no use for one; the prompt set may
+                # still carry them (a pack's per-prompt negatives). Said once, and in the manifest.
+                self._warned_negative = True
+                logger.warning(
+                    "%s takes no negative prompt: the negative prompts in this prompt set are ignored",
+                    type(pipe).__name__,
+                )
 
-        # 2. Encode, denoise and decode: the whole pipeline.
+        # 2. Encode, denoise and decode: the whole pipeline (from token ids when pre-tokenized).
+        timer = StageTimer(self.options.stage_timing, device.type)
         _synchronize(device)
-        start_ns = time.perf_counter_ns()
-        with torch.inference_mode():
+        timer.start("text_encode")
+        with torch.inference_mode(), _timed_stages(pipe, timer, kwargs, self._call_params):
+            if encoded:
+                kwargs.update(pretokenize.encode(pipe, encoded, device, self._uses_guidance(pipe)))
+                timer.mark("denoise")
             images = pipe(**kwargs).images
-        _synchronize(device)
-        pipeline_ns = time.perf_counter_ns() - start_ns
         expected = (len(batch), 3, self.model.height, self.model.width)
         if tuple(images.shape) != expected:
             raise BackendError(
@@ -230,25 +310,30 @@ class DiffusersEagerBackend:
                 f"{batch.latents.shape}: do they match the model's size and VAE scale factor?"
             )
 
-        # 3. To uint8 NHWC on the host.
-        start_ns = time.perf_counter_ns()
+        # 3. To uint8 NHWC on the host (this copy is the batch's one synchronisation).
+        timer.mark("to_uint8")
         array = to_uint8_nhwc(images)
-        convert_ns = time.perf_counter_ns() - start_ns
-        return ImageBatch(array, stage_times_ns={"pipeline": pipeline_ns, "to_uint8": convert_ns})
+        stages, steps = timer.finish()
+        return ImageBatch(array, stage_times_ns=stages, step_times_ns=steps)
 
     def describe(self) -> dict[str, Any]:
         pipe = self._pipe
-        denoiser = None
-        if pipe is not None:
-            denoiser = getattr(pipe, "transformer", None) or getattr(pipe, "unet", None)
+        denoiser = getattr(pipe, self._denoiser_name) if pipe is not None and self._denoiser_name else None
         return {
             "backend": self.name,
             "options": asdict(self.options),
             "model": self.model.name,
             "model_path": self.model.path,
+            "weights": self.model.weights,
+            "weights_seed": RANDOM_WEIGHTS_SEED if self.model.weights == "random" else None,
+            "components": self.model.components or None,
             "pipeline_class": type(pipe).__name__ if pipe is not None else self.model.pipeline,
             "scheduler_class": (type(pipe.scheduler).__name__ if pipe is not None else self.model.scheduler or None),
+            "denoiser": self._denoiser_name or None,
             "denoiser_class": type(denoiser).__name__ if denoiser is not None else None,
+            "latent_layout": self.model.latent_layout,
+            "takes_negative_prompt": ("negative_prompt" in self._call_params) if pipe is not None else None,
+            "pretokenize": self.model.pretokenize,
             "device": str(self._device or self.options.device),
             "dtype": self.options.dtype,
             "num_threads": torch.get_num_threads(),
@@ -276,6 +361,22 @@ class DiffusersEagerBackend:
                 f"diffusers-eager: model {self.model.name!r} is not loaded; call load() first (or it was closed)"
             )
         return self._pipe, self._device
+
+    def _check_latents(self, pipe: Any, latents: np.ndarray) -> None:
+        """The latent channels must be what the denoiser takes (times 4 when packed)."""
+        in_channels = getattr(getattr(pipe, self._denoiser_name).config, "in_channels", None)
+        per_channel = 4 if self.model.latent_layout == "flux-packed" else 1
+        if in_channels is not None and latents.shape[1] * per_channel != in_channels:
+            raise BackendError(
+                f"diffusers-eager: latents of shape {latents.shape} ({self.model.latent_layout}) do not fit "
+                f"{type(pipe).__name__}, whose {self._denoiser_name} takes {in_channels} input channels; "
+                "check model.latent_channels and model.latent_layout"
+            )
+
+    def _uses_guidance(self, pipe: Any) -> bool:
+        """Whether the pipeline runs classifier-free guidance (and so needs negative embeddings)."""
+        denoiser = getattr(pipe, self._denoiser_name)
+        return self.model.guidance_scale > 1 and getattr(denoiser.config, "time_cond_proj_dim", None) is None
 
     def _resolve_device(self) -> torch.device:
         requested = self.options.device
@@ -312,6 +413,27 @@ class DiffusersEagerBackend:
             torch.set_num_threads(n)
 
 
+def pack_latents_2x2(latents: torch.Tensor) -> torch.Tensor:
+    """(N, C, h, w) -> (N, h/2 * w/2, 4C): each 2 x 2 patch becomes one token, channel-major within
+    the patch, exactly as FluxPipeline._pack_latents packs the noise it draws itself."""
+    n, c, h, w = latents.shape
+    if h % 2 or w % 2:
+        raise BackendError(f"diffusers-eager: packed latents need an even height and width, got {h} x {w}")
+    patches = latents.view(n, c, h // 2, 2, w // 2, 2).permute(0, 2, 4, 1, 3, 5)
+    return patches.reshape(n, (h // 2) * (w // 2), c * 4)
+
+
+def _denoiser_name(pipe: Any) -> str:
+    """`transformer` or `unet`: whichever denoiser the pipeline has."""
+    for name in ("transformer", "unet"):
+        if getattr(pipe, name, None) is not None:
+            return name
+    raise BackendError(
+        f"diffusers-eager: {type(pipe).__name__} has neither a transformer nor a unet; it is not a "
+        "text-to-image diffusion pipeline this backend can run"
+    )
+
+
 def _diffusers_class(name: str, base: type, kind: str) -> Any:
     """The class `diffusers.<name>`, checked to be a `base`; BackendError naming it if not."""
     from diffusers.utils import DummyObject
@@ -342,3 +464,36 @@ def _dtype_keyword() -> str:
 def _synchronize(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
+
+
+@contextlib.contextmanager
+def _timed_stages(pipe: Any, timer: StageTimer, kwargs: dict[str, Any], call_params: frozenset[str]) -> Iterator[None]:
+    """Marks the stage boundaries inside a diffusers pipeline call, without touching its code:
+    the end of `encode_prompt` starts "denoise", each step's end is a step, the last step's end
+    starts "vae_decode". Nothing is installed when timing is off."""
+    if not timer.enabled:
+        yield
+        return
+    original = pipe.encode_prompt if hasattr(pipe, "encode_prompt") else None
+
+    def encode_prompt(*args: Any, **kw: Any) -> Any:
+        out = original(*args, **kw)  # type: ignore[misc]
+        timer.mark("denoise")
+        return out
+
+    def on_step_end(p: Any, i: int, t: Any, callback_kwargs: dict[str, Any]) -> dict[str, Any]:
+        timer.step()
+        if i == getattr(p, "_num_timesteps", -1) - 1:
+            timer.mark("vae_decode")
+        return callback_kwargs
+
+    if original is not None:
+        pipe.encode_prompt = encode_prompt  # an instance attribute shadows the method for this call
+    if "callback_on_step_end" in call_params:
+        kwargs["callback_on_step_end"] = on_step_end
+    try:
+        yield
+    finally:
+        if original is not None:
+            del pipe.encode_prompt
+        kwargs.pop("callback_on_step_end", None)

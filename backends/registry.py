@@ -32,6 +32,23 @@ BACKENDS: dict[str, BackendEntry] = {
         "FakeBackend",
         summary="deterministic images from the sample index, configurable latency and failure",
     ),
+    "torch-compile": BackendEntry(
+        "backends.torch_compile",
+        "TorchCompileBackend",
+        summary="diffusers-eager with torch.compile (denoiser; VAE decoder, text encoders by option)",
+    ),
+    "onnxruntime": BackendEntry(
+        "backends.onnxruntime_backend",
+        "OnnxRuntimeBackend",
+        extra="onnx",
+        summary="SDXL-family pipelines exported to ONNX, run with ONNX Runtime execution providers",
+    ),
+    "tensorrt": BackendEntry(
+        "backends.tensorrt_backend",
+        "TensorRTBackend",
+        extra="tensorrt",
+        summary="TensorRT engines built from the same ONNX export (NVIDIA GPU; not run yet)",
+    ),
 }
 
 

@@ -23,7 +23,7 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -296,20 +296,32 @@ def default_cache_dir() -> Path:
 
 
 def ensure_tiny_model(cache_dir: str | Path | None = None) -> Path:
-    """Return the folder of the saved tiny model, building and saving it first if needed.
+    """Return the folder of the saved tiny model, building and saving it first if needed."""
+
+    def save(folder: Path) -> None:
+        build_tiny_pipeline(seed=0).save_pretrained(folder, safe_serialization=True)
+        # Real checkpoints ship the tokenizer's source files too; tokenizer.json alone would do.
+        for name in ("tokenizer", "tokenizer_2"):
+            write_tokenizer_files(folder / name)
+
+    return ensure_saved_model(tiny_model_id(), save, cache_dir)
+
+
+def ensure_saved_model(model_id: str, save: Callable[[Path], None], cache_dir: str | Path | None = None) -> Path:
+    """Return `<cache>/<model_id>`, first calling `save(folder)` to write it there if it is missing.
 
     Safe against concurrent callers: each builds into its own temporary sibling folder and
     renames it into place; the loser of a race discards its copy and uses the winner's.
     """
     root = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
-    target = root / tiny_model_id()
+    target = root / model_id
     if target.exists():
         # Folders only appear by an atomic rename, so this one is complete, unless someone
         # else put it there.
         if (target / "model_index.json").is_file():
             return target
         raise BackendError(
-            f"tiny model folder {target} exists but has no model_index.json; delete it and run again to rebuild"
+            f"model folder {target} exists but has no model_index.json; delete it and run again to rebuild"
         )
 
     root.mkdir(parents=True, exist_ok=True)
@@ -317,10 +329,7 @@ def ensure_tiny_model(cache_dir: str | Path | None = None) -> Path:
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=root))
     try:
         with _quiet_progress_bars():
-            build_tiny_pipeline(seed=0).save_pretrained(tmp, safe_serialization=True)
-        # Real checkpoints ship the tokenizer's source files too; tokenizer.json alone would do.
-        for name in ("tokenizer", "tokenizer_2"):
-            write_tokenizer_files(tmp / name)
+            save(tmp)
         tmp.chmod(0o755)  # mkdtemp makes it private; the cache may be shared
         try:
             os.rename(tmp, target)
@@ -328,13 +337,14 @@ def ensure_tiny_model(cache_dir: str | Path | None = None) -> Path:
             # Renaming onto a non-empty folder fails: another process finished first.
             if not (target / "model_index.json").is_file():
                 raise
-            logger.info("tiny model: another process saved %s first; using it", target)
+            logger.info("%s: another process saved %s first; using it", model_id, target)
             return target
     finally:
         with contextlib.suppress(FileNotFoundError):
             shutil.rmtree(tmp)
     logger.info(
-        "tiny model: built and saved to %s in %.1f s",
+        "%s: built and saved to %s in %.1f s",
+        model_id,
         target,
         (time.perf_counter_ns() - start_ns) / 1e9,
     )

@@ -1,7 +1,7 @@
 """`python -m harness`: parse flags, layer the config, run, print the summary.
 
 Exit codes: 0 done; 1 the run failed (a backend raised); 2 bad input (one line on stderr);
-130 interrupted. Only this module configures logging handlers and prints.
+3 accuracy mode's verdict is FAIL; 130 interrupted. Only this module configures logging handlers and prints.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ examples:
       --set backend.device=cuda --set backend.dtype=float16 --scenario Offline
   python -m harness --mode accuracy --scenario Offline --set dataset.count=16
 
-exit codes: 0 done, 1 run failed, 2 bad input, 130 interrupted
+exit codes: 0 done, 1 run failed, 2 bad input, 3 accuracy FAIL, 130 interrupted
 """
 
 
@@ -176,6 +176,14 @@ def main(argv: list[str] | None = None) -> int:
         return _fail(f"interrupted before LoadGen started; logs in {run_dir}", 130)
 
     print_summary(result.summary)
+    if "accuracy" in result.summary:
+        from harness.accuracy_step import verdict_line
+
+        accuracy = result.summary["accuracy"]
+        if accuracy.get("verdict") == "ERROR":
+            print(f"error: accuracy: {accuracy.get('error')}", file=sys.stderr)
+        else:
+            print(verdict_line(accuracy))
     if result.failure is not None:
         print(f"error: {result.failure.message()}", file=sys.stderr)
         print(f"logs kept in {run_dir}", file=sys.stderr)

@@ -29,6 +29,8 @@ MODELS_DIR = PROJECT_ROOT / "configs" / "models"
 SCENARIOS = ("SingleStream", "Offline", "Server")
 MODES = ("performance", "accuracy")
 LATENT_MODES = ("shared", "per-sample")
+MODEL_WEIGHTS = ("pretrained", "random")
+LATENT_LAYOUTS = ("nchw", "flux-packed")
 
 
 @dataclass(frozen=True)
@@ -38,6 +40,9 @@ class RunSection:
     backend: str = "diffusers-eager"
     output_dir: str = "runs"
     progress: bool = True  # rich progress bars on stderr
+    # A LoadGen audit.config (compliance tests, `python -m harness compliance`): copied into the run
+    # directory, where LoadGen finds it, and applied after every other layer (harness/audit_config.py).
+    audit_config: str = ""
 
 
 @dataclass(frozen=True)
@@ -55,6 +60,17 @@ class ModelSection:
     negative_prompt: str = ""
     mlperf_name: str = ""  # LoadGen's model name in user.conf, e.g. "stable-diffusion-xl"
     development_only: bool = False  # never valid for an MLPerf submission (the tiny model)
+    hub_id: str = ""  # where the real weights are published, named in the "weights missing" error
+    builder: str = ""  # builds the weights in code instead (backends/tiny_families.py BUILDERS)
+    weights: str = "pretrained"  # "pretrained": a folder; "random": full size from `components`
+    components: str = ""  # published component configs (model_index.json, ...) for weights = "random"
+    latent_layout: str = "nchw"  # what the pipeline's latents= takes; "flux-packed": 2x2 patches packed
+    max_sequence_length: int = 0  # T5/Qwen prompt length for pipelines that take it; 0 = pipeline default
+    pretokenize: bool = False  # tokenize prompts when the QSL loads them, outside the timed path
+    clip_score_min: float = 0.0  # accuracy targets where published (MLPerf SDXL); 0 = none
+    clip_score_max: float = 0.0
+    fid_min: float = 0.0
+    fid_max: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -93,6 +109,23 @@ class WorkersSection:
 @dataclass(frozen=True)
 class AccuracySection:
     sample_images: int = 4  # PNGs of the first samples written in accuracy mode
+    # Scoring after an accuracy run (harness/accuracy_step.py, accuracy/): CLIP score and FID.
+    score: bool = True  # false: only log the images (LoadGen AccuracyOnly), no CLIP/FID
+    # Scorer files: a path; "" = where `python -m tools.fetch_assets` puts the real file;
+    # "standin" = seeded random stand-ins built on first use (meaningless numbers; the tiny model).
+    clip_weights: str = ""  # OpenAI CLIP ViT-B-32.pt (open_clip "openai")
+    inception_weights: str = ""  # pytorch-fid pt_inception-2015-12-05-6726825d.pth
+    fid_stats: str = ""  # reference statistics .npz (mu, sigma), e.g. MLPerf's val2014.npz
+    fid_method: str = "pytorch-fid"  # "pytorch-fid" (scipy sqrtm, MLPerf) or "eigen" (fast, not bit-exact)
+    batch_size: int = 8  # images per CLIP / Inception forward pass
+    device: str = "cpu"  # cpu, cuda or cuda:N; never falls back
+    # The absolute window is the model's: model.clip_score_min/max, model.fid_min/max (0 and 0: none).
+    # Relative: a scored run directory; each score within the tolerance (% of the reference's score).
+    reference: str = ""
+    clip_tolerance_pct: float = 1.0  # MLPerf TEST01's SDXL tolerances
+    fid_tolerance_pct: float = 2.0
+    # Sample ids saved as images/<id>.png with images/captions.txt (default: the v6.0 checker's ten).
+    compliance_ids: list = field(default_factory=lambda: [1311, 2476, 3644, 2188, 4114, 52, 388, 1195, 3427, 2289])
 
 
 @dataclass(frozen=True)
@@ -171,11 +204,22 @@ def _set_path(tree: dict[str, Any], path: list[str], value: Any) -> None:
 
 
 def _type_name(tp: Any) -> str:
-    return {int: "an integer", float: "a number", str: "a string", bool: "true or false"}.get(tp, str(tp))
+    names = {int: "an integer", float: "a number", str: "a string", bool: "true or false", list: "a list like [1, 2]"}
+    return names.get(tp, str(tp))
 
 
 def check_value(where: str, value: Any, tp: Any) -> Any:
-    """Return `value` if it has type `tp` (ints are accepted as floats), else raise ConfigError."""
+    """Return `value` if it has type `tp` (ints are accepted as floats), else raise ConfigError.
+
+    `tuple[T, ...]` takes a TOML array whose items are each a T, and returns it as a tuple."""
+    if typing.get_origin(tp) is tuple:
+        item_tp = typing.get_args(tp)[0]
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(
+                f"config key {where!r} must be an array (e.g. [1, 2]) of items each {_type_name(item_tp)}, "
+                f"got {value!r} ({type(value).__name__})"
+            )
+        return tuple(check_value(f"{where}[{i}]", item, item_tp) for i, item in enumerate(value))
     if tp is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     if tp is int and isinstance(value, bool):
@@ -248,6 +292,13 @@ def _from_tree(tree: dict[str, Any], loadgen_overrides: dict[str, Any]) -> RunCo
     _choice("scenario", run.scenario, SCENARIOS)
     _choice("mode", run.mode, MODES)
     _choice("latents.mode", sections["latents"].mode, LATENT_MODES)
+    _choice("model.weights", sections["model"].weights, MODEL_WEIGHTS)
+    _choice("model.latent_layout", sections["model"].latent_layout, LATENT_LAYOUTS)
+    if sections["model"].max_sequence_length < 0:
+        raise ConfigError(
+            f"model.max_sequence_length must be >= 0 (0 = the pipeline's default), "
+            f"got {sections['model'].max_sequence_length}"
+        )
     for key in ("steps", "height", "width", "latent_channels", "vae_scale_factor"):
         if getattr(sections["model"], key) <= 0:
             raise ConfigError(f"model.{key} must be positive, got {getattr(sections['model'], key)}")

@@ -57,6 +57,8 @@ def print_summary(summary: dict[str, Any]) -> None:
     table.add_column("what", style="bold")
     table.add_column("value")
     table.add_row("status", summary["status"])
+    if summary.get("weights") == "random":
+        table.add_row("weights", "[bold yellow]RANDOM[/]: architecture-only run, images are noise")
     table.add_row("samples/s", _fmt(summary["samples_per_second"], 3))
     lat = summary["latency_ms"]
     if lat:
@@ -71,4 +73,25 @@ def print_summary(summary: dict[str, Any]) -> None:
     for reason in summary["submission_blockers"][:6]:
         table.add_row("", f"· {reason}")
     table.add_row("run directory", summary["run_dir"])
+    console.print(table)
+    _print_stages(console, summary.get("timing") or {})
+
+
+def _print_stages(console: Console, timing: dict[str, Any]) -> None:
+    """Where the time went: per-stage share and p50/p99 per batch, per-step latency."""
+    stages = timing.get("stages") or {}
+    if not stages:
+        return
+    total = sum(v["total_ms"] for v in stages.values()) or 1.0
+    table = Table(title="where the time went (per batch)")
+    for col in ("stage", "share", "p50 ms", "p99 ms"):
+        table.add_column(col, justify="left" if col == "stage" else "right")
+    for name, v in stages.items():
+        table.add_row(name, f"{100 * v['total_ms'] / total:.1f}%", f"{v['p50_ms']:.2f}", f"{v['p99_ms']:.2f}")
+    steps = timing.get("steps") or {}
+    if steps.get("count"):
+        table.add_row("one denoising step", "", f"{steps['p50_ms']:.2f}", f"{steps['p99_ms']:.2f}")
+    share = timing.get("outside_backend_share")
+    if share is not None:
+        table.add_row("outside the backend", f"{100 * share:.1f}% of wall", "", "")
     console.print(table)

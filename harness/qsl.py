@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from backends.base import PromptBatch
 from harness.errors import ConfigError
@@ -17,6 +18,9 @@ from harness.latents import LatentSource
 from harness.prompts import PromptSet
 
 log = logging.getLogger(__name__)
+
+# (prompts, negative prompts) -> one prepared object per prompt, or None (see backends.base.PromptPreprocessor)
+Preprocessor = Callable[[Sequence[str], Sequence[str]], "list[Any] | None"]
 
 
 class QuerySampleLibrary:
@@ -43,7 +47,14 @@ class QuerySampleLibrary:
             )
         self.performance_count = performance_count or self.total_count
         self._loaded: dict[int, tuple[str, str]] = {}
+        self._encoded: dict[int, Any] = {}
+        self._preprocess: Preprocessor | None = None
         self._lock = threading.Lock()
+
+    def set_preprocessor(self, preprocess: Preprocessor | None) -> None:
+        """Prepare prompts (tokenize, say) in `load_samples`, outside the timed path; the results
+        ride along in `PromptBatch.encoded`. Set it before LoadGen starts."""
+        self._preprocess = preprocess
 
     # LoadGen callbacks ---------------------------------------------------------------------------
     def load_samples(self, indices: Sequence[int]) -> None:
@@ -51,12 +62,20 @@ class QuerySampleLibrary:
             for i in indices:
                 self._loaded[i] = (self.prompts.texts[i], self.prompts.negative_prompts[i])
         self.latents.preload(indices)
+        if self._preprocess is not None and indices:
+            encoded = self._preprocess(
+                [self.prompts.texts[i] for i in indices], [self.prompts.negative_prompts[i] for i in indices]
+            )
+            if encoded is not None:
+                with self._lock:
+                    self._encoded.update(zip(indices, encoded, strict=True))
         log.debug("loaded %d samples", len(indices))
 
     def unload_samples(self, indices: Sequence[int]) -> None:
         with self._lock:
             for i in indices:
                 self._loaded.pop(i, None)
+                self._encoded.pop(i, None)
         self.latents.release(indices)
 
     # SUT side ------------------------------------------------------------------------------------
@@ -74,9 +93,11 @@ class QuerySampleLibrary:
             if missing:
                 raise RuntimeError(f"samples {missing[:8]} were issued but never loaded by LoadGen")
             rows = [self._loaded[i] for i in indices]
+            encoded = tuple(self._encoded[i] for i in indices) if all(i in self._encoded for i in indices) else ()
         return PromptBatch(
             sample_indices=tuple(indices),
             prompts=tuple(r[0] for r in rows),
             negative_prompts=tuple(r[1] for r in rows),
             latents=self.latents.for_samples(indices),
+            encoded=encoded,
         )

@@ -14,6 +14,7 @@ import dataclasses
 import logging
 import os
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -24,9 +25,11 @@ from typing import Any
 import mlperf_loadgen as lg
 import numpy as np
 
-from backends.base import Backend, BackendError, ModelSpec, PromptBatch
+from backends.base import Backend, BackendError, ModelSpec, PromptBatch, PromptPreprocessor
 from backends.registry import BACKENDS, backend_class
+from harness import accuracy_step
 from harness import loadgen_settings as lgs
+from harness.audit_config import apply_audit_config
 from harness.batcher import Batcher, BatchPolicy
 from harness.config import RunConfig, build_options
 from harness.errors import ConfigError
@@ -36,6 +39,7 @@ from harness.manifest import build_manifest
 from harness.prompts import PromptSet, load_prompts
 from harness.qsl import QuerySampleLibrary
 from harness.run_dir import write_config, write_json
+from harness.stage_stats import summarise_stages
 from harness.sut import SystemUnderTest, WorkerFailure
 from harness.worker_pool import ProcessWorker, RemoteError, WorkerDied, WorkerSpec, cpu_slices, with_threads
 from harness.workers import InProcessWorker, Worker
@@ -46,7 +50,7 @@ log = logging.getLogger(__name__)
 ProgressFn = Callable[[int, "int | None"], None]
 
 BACKENDS_WITHOUT_WEIGHTS = {"fake"}
-TINY_MODEL = "tiny"
+RANDOM_WEIGHTS_BLOCKER = "random weights (model.weights = random): an architecture-only performance run"
 
 
 @dataclass
@@ -61,7 +65,10 @@ class RunResult:
     def exit_code(self) -> int:
         if self.interrupted:
             return 130
-        return 1 if self.failure is not None else 0
+        if self.failure is not None:
+            return 1
+        verdict = (self.summary.get("accuracy") or {}).get("verdict")
+        return accuracy_step.VERDICT_EXIT_CODES.get(verdict, 0)  # accuracy FAIL: 3
 
 
 @dataclass
@@ -77,26 +84,97 @@ class _Phases:
 
 
 def resolve_model_path(cfg: RunConfig) -> str:
-    """The local diffusers folder for this run ("" when the backend loads no weights)."""
-    if cfg.model.path:
-        path = Path(cfg.model.path).expanduser()
+    """The local diffusers folder for this run ("" when the backend loads no weights or builds them).
+
+    In order: `model.path`; nothing for weight-less backends and `model.weights = "random"`; the
+    folder `model.builder` makes in code (the tiny models); the model hub's local cache, if it holds
+    `model.hub_id` (looked up offline). Nothing is downloaded: a missing folder is one error line
+    saying what to download and where.
+    """
+    m = cfg.model
+    if m.weights == "random" and cfg.run.mode == "accuracy":
+        raise ConfigError(
+            f"accuracy mode needs trained weights, but model.weights is 'random' (model {m.name!r}): its "
+            "images are noise; use --set model.weights=pretrained with --model-path DIR"
+        )
+    if m.weights == "random" and m.path:
+        raise ConfigError(
+            f"model.weights is 'random', which builds the model, but a model folder was given too ({m.path!r}); "
+            "drop --model-path, or use --set model.weights=pretrained"
+        )
+    if m.path:
+        path = Path(m.path).expanduser()
         if not (path / "model_index.json").is_file():
             what = "does not exist" if not path.exists() else "has no model_index.json"
-            raise ConfigError(
-                f"model folder {str(path)!r} {what}; pass --model-path DIR with a diffusers pipeline "
-                f"folder (for example one saved by save_pretrained or downloaded from the model hub)"
-            )
+            raise ConfigError(f"model folder {str(path)!r} {what}; {_download_hint(cfg, str(path))}")
         return str(path.resolve())
-    if cfg.run.backend in BACKENDS_WITHOUT_WEIGHTS:
+    if cfg.run.backend in BACKENDS_WITHOUT_WEIGHTS or m.weights == "random":
         return ""
-    if cfg.model.name == TINY_MODEL:
-        from backends.tiny_model import ensure_tiny_model
+    if m.builder:
+        from backends.tiny_families import BUILDERS, ensure_built_model
 
-        return str(ensure_tiny_model())
-    raise ConfigError(
-        f"model {cfg.model.name!r} needs its weights: pass --model-path DIR, a local diffusers "
-        f"folder (model_index.json at its top); nothing is downloaded at run time"
+        if m.builder not in BUILDERS:
+            raise ConfigError(f"model.builder {m.builder!r} is not known; choose one of: {', '.join(BUILDERS)}")
+        return str(ensure_built_model(m.builder))
+    cached = _hub_cache_folder(m.hub_id)
+    if cached:
+        log.info("model %s: weights from the local model hub cache, %s", m.name, cached)
+        return cached
+    raise ConfigError(f"model {m.name!r} needs its weights and none are on this machine; {_download_hint(cfg, 'DIR')}")
+
+
+def _download_hint(cfg: RunConfig, folder: str) -> str:
+    """What to download and where to put it (nothing is downloaded at run time)."""
+    m = cfg.model
+    if not m.hub_id:
+        return (
+            "pass --model-path DIR with a diffusers pipeline folder (model_index.json at its top, for "
+            "example one saved by save_pretrained); nothing is downloaded at run time"
+        )
+    random = ", or --set model.weights=random for a performance run with random weights" if m.components else ""
+    return (
+        f"download {m.hub_id} on a machine with network (huggingface-cli download {m.hub_id} --local-dir "
+        f"{folder}) and pass --model-path {folder}{random}; nothing is downloaded at run time"
     )
+
+
+def _hub_cache_folder(hub_id: str) -> str:
+    """The snapshot folder of `hub_id` in the local model hub cache, if complete there ("" if not);
+    looked up without network."""
+    if not hub_id:
+        return ""
+    try:
+        from huggingface_hub import snapshot_download
+        from huggingface_hub.errors import LocalEntryNotFoundError
+    except ImportError:
+        return ""
+    try:
+        folder = snapshot_download(hub_id, local_files_only=True)
+    except (LocalEntryNotFoundError, OSError, ValueError):
+        return ""
+    return folder if (Path(folder) / "model_index.json").is_file() else ""
+
+
+def components_folder(cfg: RunConfig) -> str:
+    """`model.components` as an absolute folder (relative paths are from the project root)."""
+    from harness.config import PROJECT_ROOT
+
+    if not cfg.model.components:
+        if cfg.model.weights == "random":
+            raise ConfigError(
+                f"model {cfg.model.name!r} has no published component configs (model.components is empty), so "
+                "model.weights = 'random' cannot build it; models that have them: "
+                + ", ".join(p.name for p in sorted((PROJECT_ROOT / "configs" / "components").iterdir()))
+            )
+        return ""
+    folder = Path(cfg.model.components).expanduser()
+    folder = folder if folder.is_absolute() else PROJECT_ROOT / folder
+    if cfg.model.weights == "random" and not (folder / "model_index.json").is_file():
+        raise ConfigError(
+            f"model.components {cfg.model.components!r} has no model_index.json ({folder}); random weights "
+            "need the model's published component configs (see configs/components/)"
+        )
+    return str(folder)
 
 
 def model_spec(cfg: RunConfig, path: str) -> ModelSpec:
@@ -110,6 +188,11 @@ def model_spec(cfg: RunConfig, path: str) -> ModelSpec:
         height=m.height,
         width=m.width,
         scheduler=m.scheduler,
+        weights=m.weights,
+        components=components_folder(cfg),
+        latent_layout=m.latent_layout,
+        max_sequence_length=m.max_sequence_length,
+        pretokenize=m.pretokenize,
     )
 
 
@@ -132,6 +215,17 @@ def batch_policy(cfg: RunConfig) -> BatchPolicy:
     return BatchPolicy(max_batch_size=s.max_batch_size, max_wait_ns=int(s.max_wait_ms * 1e6))
 
 
+def sut_batch_sizes(cfg: RunConfig) -> tuple[int, ...]:
+    """The batch sizes the SUT sends in this run, ascending: SingleStream 1; Offline `batch_size`
+    (the one smaller remainder batch at the end is padded up by backends that need fixed shapes);
+    Server every size from 1 to `max_batch_size`."""
+    if cfg.run.scenario == "SingleStream":
+        return (1,)
+    if cfg.run.scenario == "Offline":
+        return (cfg.sut.batch_size,)
+    return tuple(range(1, cfg.sut.max_batch_size + 1))
+
+
 def make_backend(cfg: RunConfig, spec: ModelSpec) -> Backend:
     if cfg.run.backend not in BACKENDS:
         raise ConfigError(f"unknown backend {cfg.run.backend!r}; choose one of: {', '.join(sorted(BACKENDS))}")
@@ -139,8 +233,15 @@ def make_backend(cfg: RunConfig, spec: ModelSpec) -> Backend:
         cls = backend_class(cfg.run.backend)
     except BackendError as exc:
         raise ConfigError(str(exc)) from exc
+    values = dict(cfg.backend)
+    # Backends with fixed shapes (torch-compile, tensorrt) warm up every batch size the SUT sends;
+    # `--set backend.warmup_batch_sizes=[...]` chooses others (smaller batches are padded up).
+    if "warmup_batch_sizes" not in values and any(
+        f.name == "warmup_batch_sizes" for f in dataclasses.fields(cls.Options)
+    ):
+        values["warmup_batch_sizes"] = list(sut_batch_sizes(cfg))
     try:
-        options = build_options(cls.Options, cfg.backend)
+        options = build_options(cls.Options, values)
         return cls(spec, options)  # type: ignore[no-any-return]
     except BackendError as exc:  # an option value the backend refuses
         raise ConfigError(str(exc)) from exc
@@ -258,13 +359,22 @@ def run_benchmark(cfg: RunConfig, run_dir: Path, progress: ProgressFn | None = N
 
     # 2. LoadGen settings (bad values fail here, before the model loads).
     settings = lgs.build_test_settings(cfg)
+    if cfg.run.audit_config:  # a compliance test: LoadGen's audit.config is the last layer
+        apply_audit_config(
+            settings, cfg.run.audit_config, run_dir, cfg.model.mlperf_name or lgs.DEV_MODEL_NAME, cfg.run.scenario
+        )
     resolved_settings = lgs.settings_dict(settings)
     blockers = lgs.submission_blockers(cfg, settings, qsl.total_count)
+    if cfg.model.weights == "random":
+        blockers.append(RANDOM_WEIGHTS_BLOCKER)
+    # Accuracy mode: the scorer's files, thresholds and reference run are checked before the model loads.
+    accuracy_plan = accuracy_step.prepare(cfg, qsl.total_count) if cfg.run.mode == "accuracy" else None
 
     # 3. Backend: load and warm up outside LoadGen's clock, with the largest batch the SUT sends.
     policy = batch_policy(cfg)
     warm = direct_batch(prompts, latents, list(range(min(policy.max_batch_size, qsl.total_count))))
     workers = start_workers(cfg, spec, warm, phases)
+    _pretokenize_at_load(qsl, workers)
 
     # 4. Record what the run is before it starts.
     write_config(run_dir / "config.toml", cfg, resolved_settings)
@@ -286,6 +396,7 @@ def run_benchmark(cfg: RunConfig, run_dir: Path, progress: ProgressFn | None = N
         },
     )
     manifest["workers"] = [w.describe() for w in workers]
+    manifest["model"]["weights_source"] = _weights_source(cfg, spec)
     manifest["valid_for_submission"] = False  # updated with the summary
     write_json(run_dir / "manifest.json", manifest)
 
@@ -303,6 +414,13 @@ def run_benchmark(cfg: RunConfig, run_dir: Path, progress: ProgressFn | None = N
 
     # 6. Read LoadGen's logs and summarise.
     summary = _summarise(cfg, run_dir, sut, blockers, phases.seconds, outcome)
+    summary["weights"] = cfg.model.weights
+    # 7. Accuracy mode: score mlperf_log_accuracy.json (CLIP, FID) -> accuracy.txt, accuracy.json.
+    if accuracy_plan is not None and summary["status"] == "ok":
+        summary["accuracy"] = phases.timed(
+            "accuracy", lambda: accuracy_step.score(accuracy_plan, run_dir, prompts.texts)
+        )
+        summary["phases_s"] = phases.seconds
     write_json(run_dir / "summary.json", summary)
     manifest["valid_for_submission"] = summary["valid_for_submission"]
     write_json(run_dir / "manifest.json", manifest)
@@ -313,6 +431,29 @@ def run_benchmark(cfg: RunConfig, run_dir: Path, progress: ProgressFn | None = N
         interrupted=outcome["interrupted"],
         loadgen_alive=outcome["loadgen_alive"],
     )
+
+
+def _pretokenize_at_load(qsl: QuerySampleLibrary, workers: Sequence[Worker]) -> None:
+    """Let the QSL prepare prompts in load_samples when the backend runs in this process and offers it."""
+    backend = getattr(workers[0], "backend", None) if len(workers) == 1 else None
+    if isinstance(backend, PromptPreprocessor):
+        qsl.set_preprocessor(backend.preprocess_prompts)
+    elif workers and workers[0].describe().get("pretokenize"):
+        log.info("pretokenize: the backend runs in worker processes, which tokenize inside each timed call")
+
+
+def _weights_source(cfg: RunConfig, spec: ModelSpec) -> dict[str, Any]:
+    """Where the weights came from, for the manifest: a folder, a builder, or random (flagged)."""
+    if cfg.model.weights == "random":
+        return {
+            "kind": "random",
+            "warning": "architecture-only run: random weights, images are noise; never valid for accuracy",
+            "components": spec.components,
+            "seed": 0,
+        }
+    if cfg.model.builder and not cfg.model.path:
+        return {"kind": "builder", "builder": cfg.model.builder, "folder": spec.path}
+    return {"kind": "folder", "folder": spec.path, "hub_id": cfg.model.hub_id or None}
 
 
 def drive_loadgen(
@@ -328,7 +469,8 @@ def drive_loadgen(
     out.copy_summary_to_stdout = False
     log_settings = lg.LogSettings()
     log_settings.log_output = out
-    # An explicit, absent audit file: LoadGen would otherwise pick up ./audit.config from the cwd.
+    # An explicit audit file, present only for compliance tests (run.audit_config): LoadGen would
+    # otherwise pick up ./audit.config from the cwd.
     audit = str(run_dir / "audit.config")
 
     lg_sut = lg.ConstructSUT(sut.issue_queries, sut.flush_queries)
@@ -389,6 +531,28 @@ def _percentiles_ms(values_ns: list[int]) -> dict[str, float]:
         "p99": float(np.percentile(a, 99)),
         "max": float(a.max()),
     }
+
+
+def peak_memory() -> dict[str, float | None]:
+    """Peak memory so far, in MiB: this process's resident set, the largest finished child process's
+    (worker processes), and, where torch has used CUDA here, the most CUDA memory torch allocated.
+    None where it cannot be measured (memory a library allocates outside torch, such as ONNX
+    Runtime's or TensorRT's on a GPU, is not in the CUDA figure)."""
+    out: dict[str, float | None] = {"cpu_rss_mib": None, "children_rss_mib": None, "cuda_allocated_mib": None}
+    try:
+        import resource
+    except ImportError:  # not on POSIX
+        resource = None  # type: ignore[assignment]
+    if resource is not None:
+        unit = 1 if sys.platform == "darwin" else 1024  # ru_maxrss: bytes on macOS, KiB on Linux
+        out["cpu_rss_mib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * unit / 2**20, 1)
+        children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+        out["children_rss_mib"] = round(children * unit / 2**20, 1) if children else None
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_available() and torch.cuda.is_initialized():
+        peak = max(torch.cuda.max_memory_allocated(i) for i in range(torch.cuda.device_count()))
+        out["cuda_allocated_mib"] = round(peak / 2**20, 1)
+    return out
 
 
 def _summarise(
@@ -455,7 +619,16 @@ def _summarise(
         "retried_failures": [
             {"worker": f.worker, "sample_indices": list(f.sample_indices), "error": f.error} for f in sut.retried
         ],
+        "timing": summarise_stages(
+            stats.batch_stages,
+            stats.steps_ns,
+            stats.batch_times_ns,
+            stats.handback_ns,
+            outcome["wall_s"],
+            len(sut.workers),
+        ),
         "phases_s": phases,
+        "peak_memory": peak_memory(),
         "failure": None
         if sut.failure is None
         else {

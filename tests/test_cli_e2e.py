@@ -79,7 +79,7 @@ def test_accuracy_runs_on_the_tiny_model(run_cli, scenario: str) -> None:
     summary = _check_run_dir(run, scenario, "accuracy", "diffusers-eager")
     log = json.loads((run.run_dir / "mlperf_log_accuracy.json").read_text())
     assert sorted({e["qsl_idx"] for e in log}) == list(range(6))  # every sample, once or more
-    pngs = sorted((run.run_dir / "images").glob("*.png"))
+    pngs = sorted((run.run_dir / "images").glob("sample_*.png"))
     assert len(pngs) == 4
     # The PNG and the bytes LoadGen logged are the same image.
     entry = next(e for e in log if e["qsl_idx"] == 0)

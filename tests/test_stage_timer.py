@@ -51,3 +51,44 @@ def test_summary_reports_percentiles_steps_and_the_share_outside_the_backend() -
     assert out["backend_busy_s"] == 0.04
     assert out["outside_backend_share"] == 0.2
     assert "handback" in out["stages"]
+
+
+def test_a_tiny_run_reports_where_its_time_went(run_cli) -> None:
+    run = run_cli(
+        "--set",
+        "loadgen.min_duration_ms=1000",
+        "--set",
+        "loadgen.min_query_count=16",
+        "--set",
+        "loadgen.offline_expected_qps=4",
+        "--set",
+        "sut.batch_size=4",
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    s = run.summary()
+    timing = s["timing"]
+    batches = sum(s["batch_sizes"].values())
+    assert list(timing["stages"])[:4] == ["text_encode", "denoise", "vae_decode", "to_uint8"]
+    assert timing["steps"]["count"] == batches * 8  # tiny.toml: 8 steps per batch
+    # The backend's stages cover its batch time (what the SUT measured around worker.run).
+    stage_total = sum(v["total_ms"] for k, v in timing["stages"].items() if k != "handback")
+    busy_ms = timing["backend_busy_s"] * 1000
+    assert 0.95 * busy_ms <= stage_total <= busy_ms * 1.001 + 1
+    assert 0 <= timing["outside_backend_share"] < 1
+    assert "where the time went" in run.stdout
+
+
+def test_stage_timing_can_be_turned_off(run_cli) -> None:
+    run = run_cli(
+        "--set",
+        "backend.stage_timing=false",
+        "--set",
+        "loadgen.min_duration_ms=500",
+        "--set",
+        "loadgen.min_query_count=8",
+        "--set",
+        "loadgen.offline_expected_qps=4",
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    timing = run.summary()["timing"]
+    assert set(timing["stages"]) <= {"handback"} and timing["steps"]["count"] == 0

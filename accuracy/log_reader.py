@@ -1,0 +1,235 @@
+"""Streaming reader for LoadGen's `mlperf_log_accuracy.json`.
+
+LoadGen writes one JSON array whose entries are `{ "seq_id" : N, "qsl_idx" : I, "data" : "<hex>" }`,
+the data being the response bytes in upper-case hex: for a text-to-image SUT the uint8 H x W x 3 image
+(3,145,728 bytes, 6.3 MB of hex, per SDXL sample; the full SDXL log is about 31 GB). The MLPerf scorer
+`json.load`s the whole file; this reader never holds more than about two entries: it reads the file in
+chunks, decodes one entry at a time with `json.JSONDecoder.raw_decode`, and hashes the bytes as they
+pass (the SHA-256 that goes on accuracy.txt's `hash=` line).
+
+Like the MLPerf scorer, the first entry of each `qsl_idx` is the one scored and later duplicates are
+skipped; a duplicate whose bytes differ from the first is counted and logged (the backend is not
+deterministic for that sample).
+"""
+
+from __future__ import annotations
+
+import codecs
+import hashlib
+import json
+import logging
+import math
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from accuracy.errors import AccuracyError
+
+log = logging.getLogger(__name__)
+
+CHUNK_BYTES = 1 << 20
+# An entry that still does not parse once this much is buffered is malformed, not merely long: stop
+# before a broken 31 GB log is read into memory.
+MIN_ENTRY_LIMIT_CHARS = 64 << 20
+_WHITESPACE = " \t\r\n"
+
+
+@dataclass(frozen=True)
+class LogSample:
+    qsl_idx: int
+    image: np.ndarray  # uint8 H x W x 3, read-only (a view of the decoded bytes)
+
+
+@dataclass
+class LogStats:
+    """What the reader saw; complete once iteration has finished."""
+
+    entries: int = 0  # entries read, duplicates included
+    unique: int = 0
+    duplicates: int = 0
+    differing_duplicates: list[int] = field(default_factory=list)  # qsl_idx whose repeat had other bytes
+    size_bytes: int = 0
+    sha256: str = ""  # of the whole file; set when the reader reaches its end
+
+
+def _shape_hint(n_bytes: int) -> str:
+    side = math.isqrt(n_bytes // 3) if n_bytes % 3 == 0 else 0
+    return f" ({side} x {side} x 3 would fit)" if side and side * side * 3 == n_bytes else ""
+
+
+class AccuracyLogReader:
+    """Iterate the unique samples of an accuracy log: `for sample in AccuracyLogReader(path, h, w)`.
+
+    `stats` fills in as iteration goes; `stats.sha256` is set once the whole file has been read.
+    Errors (empty log, truncated file, a malformed entry, a wrong image size) raise AccuracyError
+    with one line naming the file, the entry and what was expected.
+    """
+
+    def __init__(self, path: str | Path, height: int, width: int, chunk_bytes: int = CHUNK_BYTES) -> None:
+        self.path = Path(path)
+        self.height, self.width = height, width
+        self.image_bytes = height * width * 3
+        self.chunk_bytes = chunk_bytes
+        self.entry_limit_chars = max(MIN_ENTRY_LIMIT_CHARS, 4 * self.image_bytes + 4096)
+        self.stats = LogStats()
+
+    def _fail(self, message: str) -> AccuracyError:
+        return AccuracyError(f"accuracy log {str(self.path)!r}: {message}")
+
+    def __iter__(self) -> Iterator[LogSample]:
+        if not self.path.is_file():
+            raise self._fail("file not found")
+        self.stats = LogStats(size_bytes=self.path.stat().st_size)
+        digests: dict[int, bytes] = {}  # qsl_idx -> digest of the first entry's bytes
+        for offset, entry in self._entries():
+            sample = self._decode(offset, entry)
+            digest = hashlib.blake2b(sample.image.data, digest_size=16).digest()
+            first = digests.get(sample.qsl_idx)
+            if first is not None:
+                self.stats.duplicates += 1
+                if first != digest and sample.qsl_idx not in self.stats.differing_duplicates:
+                    self.stats.differing_duplicates.append(sample.qsl_idx)
+                    log.warning(
+                        "accuracy log: qsl_idx %d appears again with different image bytes; "
+                        "scoring the first, as the MLPerf scorer does",
+                        sample.qsl_idx,
+                    )
+                continue
+            digests[sample.qsl_idx] = digest
+            self.stats.unique += 1
+            yield sample
+        if self.stats.entries == 0:
+            raise self._fail("has no entries (an empty JSON array): LoadGen logged no responses")
+
+    # Parsing ------------------------------------------------------------------------------------
+    def _entries(self) -> Iterator[tuple[int, dict[str, object]]]:
+        """(byte offset, entry) for each entry of the top-level array, reading chunk by chunk."""
+        decoder = json.JSONDecoder()
+        utf8 = codecs.getincrementaldecoder("utf-8")()
+        sha = hashlib.sha256()
+        buf, pos, consumed, eof = "", 0, 0, False  # consumed: characters dropped before buf[0]
+
+        with self.path.open("rb") as f:
+
+            def more(min_chars: int) -> bool:
+                """Append at least `min_chars` characters (or the rest of the file) to buf."""
+                nonlocal buf, pos, consumed, eof
+                if eof:
+                    return False
+                buf, consumed, pos = buf[pos:], consumed + pos, 0
+                want = max(self.chunk_bytes, min_chars)
+                while want > 0:
+                    chunk = f.read(want)
+                    if not chunk:
+                        eof = True
+                        buf += utf8.decode(b"", final=True)
+                        self.stats.sha256 = sha.hexdigest()
+                        break
+                    sha.update(chunk)
+                    buf += utf8.decode(chunk)
+                    want -= len(chunk)
+                return True
+
+            def skip_space() -> str:
+                """The next non-blank character ('' at the end of the file)."""
+                nonlocal pos
+                while True:
+                    while pos < len(buf) and buf[pos] in _WHITESPACE:
+                        pos += 1
+                    if pos < len(buf):
+                        return buf[pos]
+                    if not more(0):
+                        return ""
+
+            first = skip_space()
+            if first == "":
+                raise self._fail("is empty (0 entries, no JSON array): did the run finish in accuracy mode?")
+            if first != "[":
+                raise self._fail(f"is not a LoadGen accuracy log: expected '[' at byte 0, found {first!r}")
+            pos += 1
+            expect_entry = True  # after '[' or ','
+            while True:
+                c = skip_space()
+                if c == "":
+                    raise self._fail(
+                        f"is truncated: it ends after {self.stats.entries} entries without the closing ']' "
+                        "(was the run killed while LoadGen was writing it?)"
+                    )
+                if c == "]" and (self.stats.entries == 0 or not expect_entry):
+                    pos += 1
+                    if skip_space() != "":
+                        raise self._fail(f"has data after the closing ']' at byte {consumed + pos}")
+                    return
+                if c == "," and not expect_entry:
+                    pos += 1
+                    expect_entry = True
+                    continue
+                if c != "{" or not expect_entry:
+                    raise self._fail(f"unexpected {c!r} at byte {consumed + pos} after {self.stats.entries} entries")
+                start = consumed + pos
+                while True:
+                    try:
+                        entry, end = decoder.raw_decode(buf, pos)
+                        break
+                    except json.JSONDecodeError as exc:
+                        if len(buf) - pos > self.entry_limit_chars:
+                            raise self._fail(
+                                f"entry {self.stats.entries} at byte {start} is not valid JSON ({exc.msg})"
+                            ) from None
+                        if not more(len(buf) - pos):  # double the pending entry text: a long entry costs O(size)
+                            raise self._fail(
+                                f"is truncated: entry {self.stats.entries} at byte {start} is incomplete "
+                                f"({exc.msg}); the file ends at byte {self.stats.size_bytes}"
+                            ) from None
+                pos = end
+                self.stats.entries += 1
+                expect_entry = False
+                if not isinstance(entry, dict):
+                    raise self._fail(f"entry {self.stats.entries - 1} at byte {start} is not a JSON object")
+                yield start, entry
+
+    def _decode(self, offset: int, entry: dict[str, object]) -> LogSample:
+        n = self.stats.entries - 1
+        idx, data = entry.get("qsl_idx"), entry.get("data")
+        if not isinstance(idx, int) or isinstance(idx, bool) or idx < 0:
+            raise self._fail(f"entry {n} at byte {offset} has no valid 'qsl_idx' (got {idx!r})")
+        if not isinstance(data, str):
+            raise self._fail(f"entry {n} (qsl_idx {idx}) has no 'data' hex string")
+        try:
+            raw = bytes.fromhex(data)
+        except ValueError:
+            raise self._fail(f"entry {n} (qsl_idx {idx}): 'data' is not hex") from None
+        if len(raw) != self.image_bytes:
+            raise self._fail(
+                f"entry {n} (qsl_idx {idx}) has {len(raw)} bytes; expected {self.image_bytes} = "
+                f"{self.height} x {self.width} x 3 (the configured image shape){_shape_hint(len(raw))}"
+            )
+        return LogSample(idx, np.frombuffer(raw, dtype=np.uint8).reshape(self.height, self.width, 3))
+
+
+def log_sha256(path: str | Path) -> str:
+    """SHA-256 of a whole file, read in chunks."""
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as f:
+        for chunk in iter(lambda: f.read(CHUNK_BYTES), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def write_accuracy_log(path: str | Path, samples: Iterable[tuple[int, np.ndarray]]) -> int:
+    """Write (qsl_idx, uint8 image) pairs in LoadGen's accuracy-log format, streaming; returns the count.
+
+    For tests and the scoring benchmark: byte-for-byte the layout LoadGen writes (upper-case hex,
+    one entry per line, `seq_id` counting from 0).
+    """
+    count = 0
+    with Path(path).open("w", encoding="ascii") as f:
+        f.write("[")
+        for seq, (idx, image) in enumerate(samples):
+            hexdata = np.ascontiguousarray(image, dtype=np.uint8).tobytes().hex().upper()
+            f.write(f'{"," if seq else ""}\n{{ "seq_id" : {seq}, "qsl_idx" : {idx}, "data" : "{hexdata}" }}')
+            count += 1
+        f.write("\n]\n")
+    return count
