@@ -123,12 +123,12 @@ def score(plan: AccuracyPlan, run_dir: Path, captions: Sequence[str]) -> dict[st
     """Score the run's accuracy log; the report for summary.json (verdict ERROR when it cannot be scored)."""
     if plan.not_scored:
         return {"verdict": NOT_SCORED, "reason": plan.not_scored}
+    import torch
+
     from accuracy import scorer
     from accuracy.errors import AccuracyError
 
     log_path = run_dir / "mlperf_log_accuracy.json"
-    import torch
-
     # LoadGen has finished and the workers are closed: the scorer may use every core (the SUT gave
     # the backend one fewer); put the setting back afterwards.
     threads = torch.get_num_threads()
