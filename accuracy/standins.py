@@ -29,7 +29,7 @@ STANDIN_NOTE = (
     "stand-in scorer: seeded random CLIP and Inception weights and synthetic FID statistics; "
     "the scores are deterministic but say nothing about image quality"
 )
-RECIPE_VERSION = 1  # bump when what the builders make changes, so caches rebuild
+RECIPE_VERSION = 2  # bump when what the builders make changes, so caches rebuild
 STATS_IMAGES = 8
 STATS_IMAGE_SIZE = 64
 
