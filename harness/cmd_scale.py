@@ -66,14 +66,16 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _run_point(args: argparse.Namespace, scenario: str, n: int, runs_dir: Path) -> dict[str, Any]:
+def _run_point(
+    args: argparse.Namespace, scenario: str, n: int, runs_dir: Path, extra_sets: list[str]
+) -> dict[str, Any]:
     cmd = [sys.executable, "-m", "harness", "--model", args.model, "--scenario", scenario, "--no-progress"]
     cmd += ["--output-dir", str(runs_dir)]
     if args.backend:
         cmd += ["--backend", args.backend]
     cmd += ["--set", f"workers.count={n}"]
     cmd += ["--set", f"workers.ray_address={args.ray}"] if args.ray else ["--set", "workers.processes=true"]
-    for item in args.sets:
+    for item in [*extra_sets, *args.sets]:  # the user's --set comes last, so it wins
         cmd += ["--set", item]
     before = set(runs_dir.iterdir()) if runs_dir.exists() else set()
     proc = subprocess.run(cmd, capture_output=True, text=True)
@@ -85,6 +87,14 @@ def _run_point(args: argparse.Namespace, scenario: str, n: int, runs_dir: Path) 
     return summary
 
 
+def _expected_qps(scenario: str, n: int, per_worker: float | None) -> list[str]:
+    """Offline issues target_qps x min_duration samples: with the one-worker figure as the target, N workers
+    finish early and LoadGen calls the run INVALID (min duration not met). Scale the target with N."""
+    if scenario != "Offline" or not per_worker:
+        return []
+    return [f"loadgen.offline_expected_qps={per_worker * n:.4f}"]
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     out = Path(args.output_dir) / f"{time.strftime('%Y%m%d-%H%M%S')}-scale-{args.model}-{args.backend or 'default'}"
@@ -93,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     for scenario in args.scenario:
         base: float | None = None
         for n in args.workers:
-            s = _run_point(args, scenario, n, out / "runs")
+            s = _run_point(args, scenario, n, out / "runs", _expected_qps(scenario, n, base))
             sps = s["samples_per_second"]
             if n == args.workers[0] and sps:
                 base = sps / n  # per-worker throughput of the first (smallest) count
