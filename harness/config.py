@@ -129,6 +129,33 @@ class AccuracySection:
 
 
 @dataclass(frozen=True)
+class ProfileSection:
+    # Where the time goes (issue 9). All off by default; the manifest records what was on.
+    trace: bool = False  # torch.profiler Chrome trace (open in Perfetto) of a few batches after warm-up
+    trace_batches: int = 3  # batches the trace covers
+    nvtx: bool = False  # NVTX ranges around the stages (CUDA only), for Nsight Systems; on with `trace`
+    loadgen_trace: bool = False  # LoadGen's own trace log, mlperf_log_trace.json
+
+
+@dataclass(frozen=True)
+class CostSection:
+    # Cost per image from measured throughput (issue 6): a price per device-hour, given directly or by
+    # naming an instance in `instances` (name -> USD per device-hour).
+    gpu_hour_usd: float = 0.0  # 0 = no cost figures
+    instance: str = ""
+    instances: dict = field(default_factory=dict)
+    accept_clip_min: float = 0.0  # acceptance rule for "cost per accepted image": CLIP score >= this; 0 = none
+
+
+@dataclass(frozen=True)
+class QualitySection:
+    # Quality beyond the accuracy gate (issue 6): per-category CLIP and LPIPS diversity.
+    lpips_weights: str = ""  # local LPIPS file (backbone + linear layers); "" = no LPIPS diversity
+    diversity_seeds: int = 0  # images per prompt with different seeds for LPIPS diversity; 0 = off
+    diversity_prompts: int = 4  # prompts (the first of each category first) that get those seeds
+
+
+@dataclass(frozen=True)
 class RunConfig:
     run: RunSection = field(default_factory=RunSection)
     model: ModelSection = field(default_factory=ModelSection)
@@ -137,6 +164,9 @@ class RunConfig:
     sut: SutSection = field(default_factory=SutSection)
     accuracy: AccuracySection = field(default_factory=AccuracySection)
     workers: WorkersSection = field(default_factory=WorkersSection)
+    profile: ProfileSection = field(default_factory=ProfileSection)
+    cost: CostSection = field(default_factory=CostSection)
+    quality: QualitySection = field(default_factory=QualitySection)
     # Validated against the chosen backend's Options dataclass when the backend is built.
     backend: dict[str, Any] = field(default_factory=dict)
     # LoadGen TestSettings attribute -> value, from the TOML layers (model+scenario defaults, --config).
@@ -310,6 +340,20 @@ def _from_tree(tree: dict[str, Any], loadgen_overrides: dict[str, Any]) -> RunCo
         raise ConfigError(
             f"workers.count must be >= 1, workers.retries and workers.threads_per_worker >= 0; "
             f"got {w.count}, {w.retries}, {w.threads_per_worker}"
+        )
+    if sections["profile"].trace_batches < 1:
+        raise ConfigError(f"profile.trace_batches must be at least 1, got {sections['profile'].trace_batches}")
+    cost = sections["cost"]
+    if cost.gpu_hour_usd < 0 or any(not isinstance(v, (int, float)) or v < 0 for v in cost.instances.values()):
+        raise ConfigError(f"cost prices must be numbers >= 0, got {cost.gpu_hour_usd} and {cost.instances}")
+    if cost.instance and cost.instance not in cost.instances:
+        raise ConfigError(
+            f"cost.instance {cost.instance!r} is not in cost.instances; known: {', '.join(cost.instances) or 'none'}"
+        )
+    if sections["quality"].diversity_seeds < 0 or sections["quality"].diversity_prompts < 1:
+        raise ConfigError(
+            f"quality.diversity_seeds must be >= 0 and quality.diversity_prompts >= 1, got "
+            f"{sections['quality'].diversity_seeds} and {sections['quality'].diversity_prompts}"
         )
     if sections["sut"].max_wait_ms < 0:
         raise ConfigError(f"sut.max_wait_ms must be >= 0, got {sections['sut'].max_wait_ms}")
