@@ -2,7 +2,9 @@
 
 Writes accuracy.txt and accuracy.json (and the compliance images) like the harness's accuracy mode.
 When the log sits in a harness run directory, that run's config.toml supplies the image shape, the
-captions, the sample count and the [accuracy] settings; flags override them.
+captions, the sample count and the [accuracy] settings; flags override them. accuracy.json carries the
+per-image CLIP scores and their mean per prompt category (`by_category`): the categories come from the
+captions file (a prompt pack's `category`; "coco" for every row of the MLPerf TSV).
 
 Exit codes: 0 PASS or UNCHECKED, 3 FAIL, 2 bad input (one line on stderr).
 """
@@ -16,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from accuracy.assets import default_cache_dir
-from accuracy.captions import read_captions
+from accuracy.captions import read_prompts
 from accuracy.errors import AccuracyError
 from accuracy.report import V60_COMPLIANCE_IDS
 from accuracy.scorer import ReferenceRun, ScorerSpec, Thresholds, evaluate, resolve_scorer_files, verdict_line
@@ -49,7 +51,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--log", required=True, metavar="PATH", help="mlperf_log_accuracy.json")
     p.add_argument("--out", metavar="DIR", help="where accuracy.txt/.json go (default: the log's folder)")
-    p.add_argument("--captions", metavar="FILE", help="captions: .tsv (MLPerf), .toml prompt pack or .txt")
+    p.add_argument(
+        "--captions",
+        metavar="FILE",
+        help="captions: .tsv (MLPerf), .toml prompt pack (its categories give by_category) or .txt",
+    )
     p.add_argument("--height", type=int, help="image height in pixels")
     p.add_argument("--width", type=int, help="image width in pixels")
     p.add_argument("--expected-count", type=int, help="samples the log must hold (default: the run's count)")
@@ -108,7 +114,7 @@ def _score(args: argparse.Namespace, progress: Any = None) -> dict[str, Any]:
     captions_path = args.captions if args.captions is not None else dataset.get("path", None)
     if captions_path is None:
         raise AccuracyError("the captions are unknown: pass --captions FILE (no config.toml beside the log)")
-    captions = read_captions(captions_path)
+    captions, categories = read_prompts(captions_path)  # categories: accuracy.json's by_category
     expected = args.expected_count
     if expected is None and run:
         expected = int(dataset.get("count", 0)) or len(captions)
@@ -155,6 +161,7 @@ def _score(args: argparse.Namespace, progress: Any = None) -> dict[str, Any]:
         compliance_ids=ids,
         hash_cache=cache_dir / "accuracy" / "sha256-cache.json",
         progress=progress,
+        categories=categories,
     )
 
 

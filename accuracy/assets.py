@@ -8,6 +8,9 @@ What is verified, and from where (nothing here was downloaded on the machines th
   `download_pretrained_from_url` both check the download against it.
 - inception: only the first 8 hex digits of the SHA-256 are published (`-6726825d` in the file name,
   the torch.hub `check_hash` convention). The full SHA-256 is not known here and is not invented.
+- alexnet (the LPIPS backbone, quality.lpips_weights): torchvision's ImageNet AlexNet; as for inception,
+  only the first 8 hex digits of its SHA-256 are published (`-7be5be79` in the file name, torch.hub's
+  convention); the full digest is not known here and is not invented.
 - fid-stats (val2014.npz): no published SHA-256. mlcommons/inference records the file's git blob id
   (SHA-1 of "blob <size>\\0" + content) in text_to_image/tools/val2014.npz.REMOVED.git-id; the fetch
   tool checks that, and that the file holds `mu` (2048) and `sigma` (2048 x 2048). The blob id was
@@ -92,6 +95,13 @@ ASSETS: dict[str, Asset] = {
             ),
             what="OpenAI CLIP ViT-B/32 weights, open_clip's 'openai' tag (accuracy.clip_weights)",
             sha256="40d365715913c9da98579312b702a82c18be219cc2a73407c4526f58eba950af",
+        ),
+        Asset(
+            name="alexnet",
+            filename="alexnet-owt-7be5be79.pth",
+            url="https://download.pytorch.org/models/alexnet-owt-7be5be79.pth",
+            what="torchvision's ImageNet AlexNet, the LPIPS diversity backbone (quality.lpips_weights)",
+            sha256_prefix="7be5be79",
         ),
     )
 }

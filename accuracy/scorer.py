@@ -109,6 +109,21 @@ class Scores:
     log: LogStats
     seconds: dict[str, float] = field(default_factory=dict)
     compliance: dict[str, Any] | None = None
+    # Per-image CLIP scores in qsl_idx order (8 bytes each), and their mean per prompt category
+    # ({} when the categories are not known).
+    qsl_indices: list[int] = field(default_factory=list)
+    clip_scores: list[float] = field(default_factory=list)
+    by_category: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+def clip_by_category(
+    qsl_indices: Sequence[int], clip_scores: Sequence[float], categories: Sequence[str]
+) -> dict[str, dict[str, Any]]:
+    """{category: {"clip_score": mean, "count": n}}, categories in order of their first sample."""
+    groups: dict[str, list[float]] = {}
+    for idx, value in sorted(zip(qsl_indices, clip_scores, strict=True)):
+        groups.setdefault(categories[idx], []).append(value)
+    return {cat: {"clip_score": float(np.mean(values)), "count": len(values)} for cat, values in groups.items()}
 
 
 def score_log(
@@ -118,9 +133,14 @@ def score_log(
     compliance: ComplianceImages | None = None,
     progress: ProgressFn | None = None,
     expected_count: int | None = None,
+    categories: Sequence[str] | None = None,
 ) -> Scores:
-    """CLIP score and FID of the unique samples in an accuracy log, in memory independent of its size."""
+    """CLIP score and FID of the unique samples in an accuracy log, in memory independent of its size
+    (but for one float and one int per image). With `categories` (one per caption), also the mean CLIP
+    score of each category."""
     spec.check()
+    if categories is not None and len(categories) != len(captions):
+        raise AccuracyError(f"{len(categories)} categories for {len(captions)} captions; give one per caption")
     seconds: dict[str, float] = {}
     start = time.perf_counter()
     # 1. Load the scorer: CLIP, the FID Inception and the reference statistics, all from local files.
@@ -132,6 +152,7 @@ def score_log(
     # 2. Stream the log: batches of unique samples -> per-image CLIP scores and Inception features.
     reader = AccuracyLogReader(log_path, spec.height, spec.width)
     clip_scores: list[float] = []  # 8 bytes per image, kept for the reference's np.mean
+    qsl_indices: list[int] = []
     stats = FeatureStats()
     batch_idx: list[int] = []
     batch_img: list[np.ndarray] = []
@@ -139,6 +160,7 @@ def score_log(
     def flush() -> None:
         images = np.stack(batch_img)
         clip_scores.extend(clip.scores(images, [captions[i] for i in batch_idx]).tolist())
+        qsl_indices.extend(batch_idx)
         stats.update(inception(images))
         batch_idx.clear()
         batch_img.clear()
@@ -168,6 +190,7 @@ def score_log(
     seconds["fid"] = time.perf_counter() - fid_start
     seconds["total"] = time.perf_counter() - start
     clip_score = float(np.mean(clip_scores))
+    order = np.argsort(qsl_indices, kind="stable")
     log.info(
         "accuracy: %d images, CLIP_SCORE %.6f, FID_SCORE %.6f (%.1f s, %.2f images/s streaming)",
         len(clip_scores),
@@ -184,6 +207,9 @@ def score_log(
         log=reader.stats,
         seconds={k: round(v, 3) for k, v in seconds.items()},
         compliance=compliance.finish() if compliance is not None else None,
+        qsl_indices=[qsl_indices[i] for i in order],
+        clip_scores=[clip_scores[i] for i in order],
+        by_category=clip_by_category(qsl_indices, clip_scores, categories) if categories is not None else {},
     )
 
 
@@ -273,6 +299,7 @@ def evaluate(
     compliance_ids: Sequence[int] = (),
     hash_cache: Path | None = None,
     progress: ProgressFn | None = None,
+    categories: Sequence[str] | None = None,
 ) -> dict[str, Any]:
     """Score the log, judge it, write accuracy.txt and accuracy.json into `out_dir`; return the report."""
     out_dir = Path(out_dir)
@@ -281,7 +308,7 @@ def evaluate(
     if thresholds.reference is not None:
         thresholds.reference.check_comparable(identity, expected_count)
     compliance = ComplianceImages(out_dir / "images", compliance_ids, captions) if compliance_ids else None
-    scores = score_log(log_path, captions, spec, compliance, progress, expected_count)
+    scores = score_log(log_path, captions, spec, compliance, progress, expected_count, categories)
     return write_report(scores, identity, thresholds, out_dir, expected_count)
 
 
@@ -321,6 +348,9 @@ def write_report(
         "scorer": identity,
         "compliance_images": scores.compliance,
         "seconds": scores.seconds,
+        "by_category": scores.by_category,
+        "qsl_indices": scores.qsl_indices,
+        "clip_scores": scores.clip_scores,
     }
     write_reports(Path(out_dir), report, STANDIN_NOTE if standin else "")
     return report

@@ -99,6 +99,30 @@ def standin_inception_state_dict(seed: int = 0) -> dict[str, Any]:
     return net.eval().state_dict()
 
 
+ALEXNET_STANDIN_FILENAME = "standin-alexnet-owt.pth"
+
+
+def standin_alexnet_state_dict(seed: int = 0) -> dict[str, Any]:
+    """torchvision's AlexNet with seeded random weights: the keys, shapes and dtypes of
+    alexnet-owt-7be5be79.pth (the LPIPS trunk reads its `features.*` convolutions)."""
+    import torch
+    from torchvision.models import alexnet
+
+    torch.manual_seed(seed)
+    return alexnet(weights=None).state_dict()
+
+
+def ensure_standin_alexnet(folder: Path, seed: int = 0) -> Path:
+    """The stand-in LPIPS AlexNet file under `folder` (built on first use, about 230 MB like the real one)."""
+    path = Path(folder) / f"v{RECIPE_VERSION}-seed{seed}" / ALEXNET_STANDIN_FILENAME
+    if not path.is_file():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        start = time.perf_counter()
+        _save_atomic(standin_alexnet_state_dict(seed), path)
+        log.info("stand-in LPIPS AlexNet (seeded random weights) ready: %s, %.1f s", path, time.perf_counter() - start)
+    return path
+
+
 def synthetic_images(count: int, size: int, seed: int) -> np.ndarray:
     """Seeded smooth colour fields (8 x 8 noise upsampled bicubic), uint8 N x size x size x 3."""
     from PIL import Image

@@ -295,7 +295,6 @@ class DiffusersEagerBackend:
 
         # 2. Encode, denoise and decode: the whole pipeline (from token ids when pre-tokenized).
         timer = StageTimer(self.options.stage_timing, device.type)
-        _synchronize(device)
         timer.start("text_encode")
         with torch.inference_mode(), _timed_stages(pipe, timer, kwargs, self._call_params):
             if encoded:
@@ -461,17 +460,12 @@ def _dtype_keyword() -> str:
     return "dtype" if hasattr(deprecation_utils, "_resolve_dtype") else "torch_dtype"
 
 
-def _synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 @contextlib.contextmanager
 def _timed_stages(pipe: Any, timer: StageTimer, kwargs: dict[str, Any], call_params: frozenset[str]) -> Iterator[None]:
     """Marks the stage boundaries inside a diffusers pipeline call, without touching its code:
     the end of `encode_prompt` starts "denoise", each step's end is a step, the last step's end
-    starts "vae_decode". Nothing is installed when timing is off."""
-    if not timer.enabled:
+    starts "vae_decode". Nothing is installed when nobody listens (timing and ranges off)."""
+    if not timer.active:
         yield
         return
     original = pipe.encode_prompt if hasattr(pipe, "encode_prompt") else None

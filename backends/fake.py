@@ -1,7 +1,8 @@
 """A supported backend that runs no model: deterministic images from the sample index.
 
 It exercises the LoadGen plumbing, measures harness overhead, and injects failures for tests:
-`--set backend.latency_ms=20` sleeps per call, `--set backend.fail_at_call=3` raises on the third.
+`--set backend.latency_ms=20` sleeps per call, `--set backend.fail_at_call=3` raises on the third,
+`--set backend.oom_above_batch=4` raises MemoryError on batches larger than 4 (a batch-size ramp's end).
 """
 
 from __future__ import annotations
@@ -28,6 +29,9 @@ class FakeOptions:
     # Apply fail_at_call / exit_at_call only in the worker of this name (e.g. "worker-1"); the
     # worker pool names each process in HARNESS_WORKER_NAME. "" = in every worker.
     only_worker: str = ""
+    # Raise MemoryError ("out of memory", like torch.cuda.OutOfMemoryError) for batches larger than this;
+    # 0 = never. Warm-up is exempt, as for fail_at_call: the failure comes inside the timed run.
+    oom_above_batch: int = 0
 
 
 class FakeBackend:
@@ -39,6 +43,8 @@ class FakeBackend:
             raise BackendError(f"fake backend: latencies must be >= 0, got {options}")
         if options.fail_at_call < 0:
             raise BackendError(f"fake backend: fail_at_call must be >= 0, got {options.fail_at_call}")
+        if options.oom_above_batch < 0:
+            raise BackendError(f"fake backend: oom_above_batch must be >= 0, got {options.oom_above_batch}")
         self.model = model
         self.options = options
         self._calls = 0
@@ -65,6 +71,9 @@ class FakeBackend:
             raise RuntimeError(f"fake backend: injected failure on call {call}")
         if targeted and self.options.exit_at_call and call == self.options.exit_at_call:
             os._exit(3)
+        if self.options.oom_above_batch and len(batch) > self.options.oom_above_batch:
+            limit = self.options.oom_above_batch
+            raise MemoryError(f"fake backend: out of memory on a batch of {len(batch)} (oom_above_batch={limit})")
         delay_s = (self.options.latency_ms + self.options.per_image_latency_ms * len(batch)) / 1e3
         if delay_s > 0:
             time.sleep(delay_s)

@@ -39,6 +39,7 @@ from backends.onnx_export import (
     read_sdxl_folder,
 )
 from backends.sdxl_loop import SDXLLoop
+from backends.stage_timer import StageTimer
 
 logger = logging.getLogger(__name__)
 
@@ -69,6 +70,7 @@ class OnnxRuntimeOptions:
     exporter: str = "torchscript"  # or "dynamo" (backends/onnx_export.py)
     opset: int = 18
     warmup_batch_sizes: tuple[int, ...] = ()
+    stage_timing: bool = True  # per-stage and per-step times (perf_counter_ns: the CPU provider's clock)
 
     def __post_init__(self) -> None:
         if not self.providers:
@@ -165,16 +167,17 @@ class OnnxRuntimeBackend:
 
     def generate(self, batch: PromptBatch) -> ImageBatch:
         loop = self._loaded()
-        start_ns = time.perf_counter_ns()
+        timer = StageTimer(self.options.stage_timing)
+        timer.start("text_encode")
         with torch.inference_mode():
-            images = loop(batch, self._run, self._dtypes)
-        pipeline_ns = time.perf_counter_ns() - start_ns
+            images = loop(batch, self._run, self._dtypes, timer)
         expected = (len(batch), 3, self.model.height, self.model.width)
         if tuple(images.shape) != expected:
             raise BackendError(f"{NAME}: the VAE decoder returned {tuple(images.shape)}, expected {expected}")
-        start_ns = time.perf_counter_ns()
+        timer.mark("to_uint8")
         array = to_uint8_nhwc(images)
-        return ImageBatch(array, {"pipeline": pipeline_ns, "to_uint8": time.perf_counter_ns() - start_ns})
+        stages, steps = timer.finish()
+        return ImageBatch(array, stage_times_ns=stages, step_times_ns=steps)
 
     def describe(self) -> dict[str, Any]:
         sessions = self._sessions

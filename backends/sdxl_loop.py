@@ -31,6 +31,7 @@ import transformers
 from backends import pretokenize
 from backends.base import BackendError, ModelSpec, PromptBatch
 from backends.onnx_export import SDXLFolder
+from backends.stage_timer import StageTimer
 
 logger = logging.getLogger(__name__)
 
@@ -65,10 +66,12 @@ class SDXLLoop:
         return pretokenize.tokenize(self, batch.prompts, batch.negative_prompts)
 
     def __call__(
-        self, batch: PromptBatch, run: RunFn, dtypes: dict[str, torch.dtype], stage_ns: dict[str, int] | None = None
+        self, batch: PromptBatch, run: RunFn, dtypes: dict[str, torch.dtype], timer: StageTimer | None = None
     ) -> torch.Tensor:
         """Images (N, 3, H, W) in [0, 1], float, on `self.device`. `dtypes` is each component's
-        input dtype (the loop keeps latents in the UNet's, as the pipeline keeps them in the model's)."""
+        input dtype (the loop keeps latents in the UNet's, as the pipeline keeps them in the model's).
+        `timer`, started by the backend at "text_encode", gets the loop's stage boundaries and steps."""
+        timer = timer or StageTimer(False)
         n = len(batch)
         unet_dtype = dtypes["unet"]
         device = self.device
@@ -89,6 +92,7 @@ class SDXLLoop:
             raise BackendError(f"{self.who}: neither text encoder gave a pooled projection (text_embeds)")
         prompt_embeds = torch.cat(embeds, dim=-1).to(unet_dtype)
         pooled = pooled.to(unet_dtype)
+        timer.mark("denoise")
 
         # 2. Timesteps and the initial latents (a copy: the QSL's array must not change).
         scheduler.set_timesteps(self.model.steps, device=device)
@@ -124,8 +128,10 @@ class SDXLLoop:
                 noise_pred_uncond, noise_pred_text = noise_pred.chunk(2)
                 noise_pred = noise_pred_uncond + self.model.guidance_scale * (noise_pred_text - noise_pred_uncond)
             latents = scheduler.step(noise_pred, t, latents, **step_kwargs, return_dict=False)[0]
+            timer.step()
 
         # 5. Decode.
+        timer.mark("vae_decode")
         vae = self.folder.vae
         vae_dtype = dtypes["vae_decoder"]
         latents = latents.to(vae_dtype)

@@ -182,7 +182,9 @@ class TorchCompileBackend(DiffusersEagerBackend):
             ) from exc
         if size == n:
             return out
-        return ImageBatch(np.ascontiguousarray(out.images[:n]), stage_times_ns=out.stage_times_ns)
+        return ImageBatch(
+            np.ascontiguousarray(out.images[:n]), stage_times_ns=out.stage_times_ns, step_times_ns=out.step_times_ns
+        )
 
     def describe(self) -> dict[str, Any]:
         d = super().describe()

@@ -119,8 +119,13 @@ def _hash_cache() -> Path:
     return cache_dir() / "accuracy" / "sha256-cache.json"
 
 
-def score(plan: AccuracyPlan, run_dir: Path, captions: Sequence[str]) -> dict[str, Any]:
-    """Score the run's accuracy log; the report for summary.json (verdict ERROR when it cannot be scored)."""
+def score(
+    plan: AccuracyPlan, run_dir: Path, captions: Sequence[str], categories: Sequence[str] | None = None
+) -> dict[str, Any]:
+    """Score the run's accuracy log; the report for summary.json (verdict ERROR when it cannot be scored).
+
+    With `categories` (one per caption), accuracy.json also gets the mean CLIP score per category
+    (`by_category`); the per-image scores stay in accuracy.json only."""
     if plan.not_scored:
         return {"verdict": NOT_SCORED, "reason": plan.not_scored}
     import torch
@@ -144,13 +149,15 @@ def score(plan: AccuracyPlan, run_dir: Path, captions: Sequence[str]) -> dict[st
             compliance_ids=plan.compliance_ids,
             hash_cache=_hash_cache(),
             progress=_log_progress(plan.expected_count),
+            categories=categories,
         )
     except AccuracyError as exc:
         log.error("accuracy: %s", exc)
         return {"verdict": "ERROR", "error": str(exc)}
     finally:
         torch.set_num_threads(threads)
-    summary = {k: v for k, v in report.items() if k not in ("checks", "scorer", "log", "compliance_images")}
+    per_image = ("qsl_indices", "clip_scores")  # one number per sample: accuracy.json only
+    summary = {k: v for k, v in report.items() if k not in ("checks", "scorer", "log", "compliance_images", *per_image)}
     summary["files"] = ["accuracy.txt", "accuracy.json"]
     summary["line"] = scorer.verdict_line(report)
     return summary

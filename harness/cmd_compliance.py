@@ -264,6 +264,8 @@ def _scorer(cfg: RunConfig) -> tuple[verify.ScoreFn | None, str]:
         return None, str(exc)
     if plan is None:
         return None, "accuracy.score is false (--set accuracy.score=true scores the subset with CLIP and FID)"
+    if plan.not_scored:  # e.g. a model with no accuracy window, no reference run and no scorer files
+        return None, plan.not_scored
     from accuracy.scorer import score_log
 
     captions = load_prompts(cfg.dataset.path, cfg.model.negative_prompt).texts

@@ -152,6 +152,7 @@ def make_row(
         "compile": described.get("compile"),
         "prompts_sha256": (manifest.get("prompts") or {}).get("sha256"),
         "latents": manifest.get("latents"),
+        "timing": summary.get("timing"),
         "parity": None,
         "parity_error": None,
     }
@@ -255,6 +256,7 @@ def markdown(report: dict[str, Any]) -> str:
         "samples both logged: largest and mean absolute difference, and PSNR.",
         "",
     ]
+    lines += stage_table(report["results"])
     for r in report["results"]:
         rounds = [x.get("samples_per_second") for x in r.get("rounds") or []]
         if len(rounds) > 1:
@@ -265,6 +267,42 @@ def markdown(report: dict[str, Any]) -> str:
             lines.append(f"- `{r['backend']}` failed: {r['error']}")
         lines.append(f"- `{r['backend']}` runs: {r['run_dir']} (performance), {r['accuracy_run_dir']} (accuracy)")
     return "\n".join(lines) + "\n"
+
+
+def stage_table(rows: list[dict[str, Any]]) -> list[str]:
+    """Where each backend's time went, side by side: mean ms per batch for each stage and per
+    denoising step, and the share of the run spent outside the backend. Which part got faster."""
+    timed = [r for r in rows if (r.get("timing") or {}).get("stages")]
+    if not timed:
+        return []
+    stages: list[str] = []
+    for r in timed:
+        stages += [s for s in r["timing"]["stages"] if s not in stages]
+    lines = [
+        "## Where the time went (mean ms per batch)",
+        "",
+        "| stage | " + " | ".join(f"`{r['backend']}`" for r in timed) + " |",
+        "|---|" + "---|" * len(timed),
+    ]
+    for stage in stages:
+        cells = [_fmt((r["timing"]["stages"].get(stage) or {}).get("mean_ms"), 2) for r in timed]
+        lines.append(f"| {stage} | " + " | ".join(cells) + " |")
+    steps = [_fmt((r["timing"].get("steps") or {}).get("mean_ms"), 2) for r in timed]
+    outside = [r["timing"].get("outside_backend_share") for r in timed]
+    lines.append("| one denoising step | " + " | ".join(steps) + " |")
+    lines.append(
+        "| share of wall time outside the backend | "
+        + " | ".join(f"{v:.1%}" if v is not None else "-" for v in outside)
+        + " |"
+    )
+    lines += [
+        "",
+        "- stages as each backend reports them (backend.stage_timing): text_encode, denoise (all steps), "
+        "vae_decode, to_uint8, and handback (the SUT returning the images to LoadGen). A backend without "
+        "a stage shows '-'.",
+        "",
+    ]
+    return lines
 
 
 def write_chart(report: dict[str, Any], path: Path) -> None:

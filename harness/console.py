@@ -67,6 +67,16 @@ def print_summary(summary: dict[str, Any]) -> None:
             " / ".join(_fmt(lat.get(k), 1) for k in ("p50", "p90", "p95", "p99", "max")),
         )
     table.add_row("batches (size: count)", ", ".join(f"{k}: {v}" for k, v in summary["batch_sizes"].items()) or "-")
+    ttfi = summary.get("time_to_first_image_s") or {}
+    if ttfi.get("cold") is not None or ttfi.get("warm") is not None:
+        table.add_row("time to first image s", f"cold {_fmt(ttfi.get('cold'), 3)} / warm {_fmt(ttfi.get('warm'), 3)}")
+    table.add_row("peak memory MiB", _memory_line(summary.get("peak_memory") or {}))
+    energy = summary.get("energy") or {}
+    if energy.get("available"):
+        table.add_row("energy", f"{_fmt(energy['joules'], 1)} J, {_fmt(energy['joules_per_image'], 3)} J/image")
+    cost = summary.get("cost")
+    if cost:
+        table.add_row("cost", _cost_line(cost))
     table.add_row("samples completed", str(summary["samples_completed"]))
     table.add_row("LoadGen result", _fmt(summary["loadgen"]["result_validity"]))
     table.add_row("valid for submission", "yes" if summary["valid_for_submission"] else "no")
@@ -75,6 +85,30 @@ def print_summary(summary: dict[str, Any]) -> None:
     table.add_row("run directory", summary["run_dir"])
     console.print(table)
     _print_stages(console, summary.get("timing") or {})
+
+
+def _memory_line(mem: dict[str, Any]) -> str:
+    parts = []
+    if mem.get("cuda_allocated_mib") is not None:
+        reserved = _fmt(mem.get("cuda_reserved_mib"), 0)
+        parts.append(f"CUDA allocated {_fmt(mem['cuda_allocated_mib'], 0)}, reserved {reserved}")
+    if mem.get("cpu_rss_mib") is not None:
+        parts.append(f"CPU RSS {_fmt(mem['cpu_rss_mib'], 0)}")
+    if mem.get("children_rss_mib") is not None:
+        parts.append(f"worker processes RSS {_fmt(mem['children_rss_mib'], 0)}")
+    return ", ".join(parts) or "-"
+
+
+def _cost_line(cost: dict[str, Any]) -> str:
+    if cost.get("cost_per_image_usd") is None:
+        return f"- ({cost.get('reason', 'no throughput')})"
+    line = (
+        f"${cost['cost_per_1000_images_usd']:.4f} per 1000 images, {cost['images_per_usd']:.1f} images/$ "
+        f"(${cost['usd_per_device_hour']}/h x {cost['devices']}, {cost['throughput_from']})"
+    )
+    if cost.get("cost_per_accepted_image_usd") is not None:
+        line += f"; ${1000 * cost['cost_per_accepted_image_usd']:.4f} per 1000 accepted"
+    return line
 
 
 def _print_stages(console: Console, timing: dict[str, Any]) -> None:

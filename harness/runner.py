@@ -27,7 +27,7 @@ import numpy as np
 
 from backends.base import Backend, BackendError, ModelSpec, PromptBatch, PromptPreprocessor
 from backends.registry import BACKENDS, backend_class
-from harness import accuracy_step
+from harness import accuracy_step, cost, energy, first_image, profiling, quality_step
 from harness import loadgen_settings as lgs
 from harness.audit_config import apply_audit_config
 from harness.batcher import Batcher, BatchPolicy
@@ -36,6 +36,7 @@ from harness.errors import ConfigError
 from harness.latents import LatentSource
 from harness.loadgen_log import read_detail_log
 from harness.manifest import build_manifest
+from harness.profiling import TraceSettings, make_tracer, trace_settings
 from harness.prompts import PromptSet, load_prompts
 from harness.qsl import QuerySampleLibrary
 from harness.run_dir import write_config, write_json
@@ -290,9 +291,12 @@ def prepare_inputs(cfg: RunConfig) -> RunInputs:
     return RunInputs(model_path, model_spec(cfg, model_path), prompts, latents, qsl)
 
 
-def start_workers(cfg: RunConfig, spec: ModelSpec, warm: PromptBatch, phases: _Phases) -> list[Worker]:
+def start_workers(
+    cfg: RunConfig, spec: ModelSpec, warm: PromptBatch, phases: _Phases, trace: TraceSettings | None = None
+) -> list[Worker]:
     """One in-process worker by default; a pool of worker processes for workers.count > 1,
-    workers.devices, or workers.processes. Loading and warm-up happen here, off LoadGen's clock."""
+    workers.devices, or workers.processes. Loading and warm-up happen here, off LoadGen's clock.
+    `trace` ([profile]) gives each worker a tracer for its first timed batches."""
     w = cfg.workers
     devices = [d.strip() for d in w.devices.split(",") if d.strip()]
     count = len(devices) or w.count
@@ -304,12 +308,17 @@ def start_workers(cfg: RunConfig, spec: ModelSpec, warm: PromptBatch, phases: _P
         except BackendError as exc:
             backend.close()
             raise ConfigError(str(exc)) from exc
-        return [InProcessWorker(backend)]
+        return [InProcessWorker(backend, tracer=make_tracer(trace, "worker-0"))]
 
     options = backend.options  # type: ignore[attr-defined]
     if w.ray_address:
         from harness.ray_workers import start_ray_workers
 
+        if trace is not None:
+            raise ConfigError(
+                "profile.trace and profile.nvtx are not supported with Ray actors (workers.ray_address): the "
+                "traces would be written on the actors' machines; use a local worker pool (workers.count)"
+            )
         return phases.timed(  # type: ignore[no-any-return]
             "start Ray workers",
             lambda: start_ray_workers(
@@ -327,7 +336,16 @@ def start_workers(cfg: RunConfig, spec: ModelSpec, warm: PromptBatch, phases: _P
         elif on_cpu:
             opts = with_threads(options, w.threads_per_worker or len(slices[i]))
         name = f"worker-{i}"
-        ws = WorkerSpec(cfg.run.backend, spec, opts, warm, cpu_cores=slices[i], env=(("HARNESS_WORKER_NAME", name),))
+        ws = WorkerSpec(
+            cfg.run.backend,
+            spec,
+            opts,
+            warm,
+            cpu_cores=slices[i],
+            env=(("HARNESS_WORKER_NAME", name),),
+            trace=trace,
+            name=name,
+        )
         pool.append(ProcessWorker(ws, name=name))
 
     def load_all() -> None:
@@ -369,11 +387,14 @@ def run_benchmark(cfg: RunConfig, run_dir: Path, progress: ProgressFn | None = N
         blockers.append(RANDOM_WEIGHTS_BLOCKER)
     # Accuracy mode: the scorer's files, thresholds and reference run are checked before the model loads.
     accuracy_plan = accuracy_step.prepare(cfg, qsl.total_count) if cfg.run.mode == "accuracy" else None
+    # Accuracy mode with quality.diversity_seeds > 0: the LPIPS weights are checked before the model loads.
+    size = batch_policy(cfg).max_batch_size
+    quality_plan = quality_step.prepare(cfg, prompts, qsl.total_count, latent_shape(cfg), size)
 
     # 3. Backend: load and warm up outside LoadGen's clock, with the largest batch the SUT sends.
     policy = batch_policy(cfg)
     warm = direct_batch(prompts, latents, list(range(min(policy.max_batch_size, qsl.total_count))))
-    workers = start_workers(cfg, spec, warm, phases)
+    workers = start_workers(cfg, spec, warm, phases, trace_settings(cfg.profile, run_dir))
     _pretokenize_at_load(qsl, workers)
 
     # 4. Record what the run is before it starts.
@@ -397,6 +418,7 @@ def run_benchmark(cfg: RunConfig, run_dir: Path, progress: ProgressFn | None = N
     )
     manifest["workers"] = [w.describe() for w in workers]
     manifest["model"]["weights_source"] = _weights_source(cfg, spec)
+    manifest["profile"] = profiling.describe(cfg.profile, run_dir)
     manifest["valid_for_submission"] = False  # updated with the summary
     write_json(run_dir / "manifest.json", manifest)
 
@@ -405,22 +427,39 @@ def run_benchmark(cfg: RunConfig, run_dir: Path, progress: ProgressFn | None = N
     if cfg.run.mode == "accuracy":
         hook = _PngSaver(run_dir / "images", cfg.accuracy.sample_images)
     sut = SystemUnderTest(qsl, Batcher(policy), workers, image_hook=hook, retries=cfg.workers.retries)
+    # Energy (NVML) over the timed run, on this machine's GPUs only (Ray actors may run elsewhere).
+    devices = [] if cfg.workers.ray_address else [str(w.describe().get("device", "")) for w in workers]
+    meter = energy.start_meter(devices)
     outcome = drive_loadgen(cfg, sut, qsl, settings, run_dir, progress)
+    energy_used = meter.stop(sum(k * v for k, v in sut.stats.batch_sizes.items()))
     phases.seconds["run"] = round(outcome["wall_s"], 3)
     log.info("run: %.2f s", outcome["wall_s"])
+    warm_s = None
+    diversity = None  # quality: prompts x seeds images through the still-loaded workers, off LoadGen's clock
+    if quality_plan is not None and sut.failure is None and not outcome["interrupted"] and not outcome["loadgen_alive"]:
+        diversity = phases.timed("diversity images", lambda: quality_step.generate(quality_plan, workers, run_dir))
     if not outcome["loadgen_alive"]:
+        if sut.failure is None and not outcome["interrupted"]:  # warm time to first image: one batch-1 call
+            warm_s = first_image.warm_latency_s(workers[0], direct_batch(prompts, latents, [0]))
         for worker in workers:
             worker.close()
 
     # 6. Read LoadGen's logs and summarise.
     summary = _summarise(cfg, run_dir, sut, blockers, phases.seconds, outcome)
     summary["weights"] = cfg.model.weights
+    summary["profile"] = profiling.outputs(cfg.profile, run_dir)
     # 7. Accuracy mode: score mlperf_log_accuracy.json (CLIP, FID) -> accuracy.txt, accuracy.json.
     if accuracy_plan is not None and summary["status"] == "ok":
         summary["accuracy"] = phases.timed(
-            "accuracy", lambda: accuracy_step.score(accuracy_plan, run_dir, prompts.texts)
+            "accuracy", lambda: accuracy_step.score(accuracy_plan, run_dir, prompts.texts, prompts.categories)
         )
         summary["phases_s"] = phases.seconds
+    if diversity is not None:  # LPIPS diversity of those images -> quality.json
+        summary["quality"] = phases.timed("quality", lambda: quality_step.score(diversity, run_dir))
+        summary["phases_s"] = phases.seconds
+    summary["time_to_first_image_s"] = first_image.time_to_first_image(sut.stats.first_image_unix_s, warm_s)
+    summary["energy"] = energy_used
+    summary["cost"] = cost.for_run(cfg, summary, run_dir)
     write_json(run_dir / "summary.json", summary)
     manifest["valid_for_submission"] = summary["valid_for_submission"]
     write_json(run_dir / "manifest.json", manifest)
@@ -469,6 +508,7 @@ def drive_loadgen(
     out.copy_summary_to_stdout = False
     log_settings = lg.LogSettings()
     log_settings.log_output = out
+    log_settings.enable_trace = cfg.profile.loadgen_trace  # LoadGen's own trace: large, off unless asked for
     # An explicit audit file, present only for compliance tests (run.audit_config): LoadGen would
     # otherwise pick up ./audit.config from the cwd.
     audit = str(run_dir / "audit.config")
@@ -535,10 +575,16 @@ def _percentiles_ms(values_ns: list[int]) -> dict[str, float]:
 
 def peak_memory() -> dict[str, float | None]:
     """Peak memory so far, in MiB: this process's resident set, the largest finished child process's
-    (worker processes), and, where torch has used CUDA here, the most CUDA memory torch allocated.
-    None where it cannot be measured (memory a library allocates outside torch, such as ONNX
-    Runtime's or TensorRT's on a GPU, is not in the CUDA figure)."""
-    out: dict[str, float | None] = {"cpu_rss_mib": None, "children_rss_mib": None, "cuda_allocated_mib": None}
+    (worker processes), and, where torch has used CUDA here, the most CUDA memory torch allocated and
+    reserved (its caching allocator's footprint: what the device actually held). None where it cannot be
+    measured (memory a library allocates outside torch, such as ONNX Runtime's or TensorRT's on a GPU, or
+    CUDA memory of worker processes, is not in the CUDA figures)."""
+    out: dict[str, float | None] = {
+        "cpu_rss_mib": None,
+        "children_rss_mib": None,
+        "cuda_allocated_mib": None,
+        "cuda_reserved_mib": None,
+    }
     try:
         import resource
     except ImportError:  # not on POSIX
@@ -552,6 +598,8 @@ def peak_memory() -> dict[str, float | None]:
     if torch is not None and torch.cuda.is_available() and torch.cuda.is_initialized():
         peak = max(torch.cuda.max_memory_allocated(i) for i in range(torch.cuda.device_count()))
         out["cuda_allocated_mib"] = round(peak / 2**20, 1)
+        reserved = max(torch.cuda.max_memory_reserved(i) for i in range(torch.cuda.device_count()))
+        out["cuda_reserved_mib"] = round(reserved / 2**20, 1)
     return out
 
 

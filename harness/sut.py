@@ -61,6 +61,7 @@ class SutStats:
     batch_stages: list[dict[str, int]] = field(default_factory=list)  # backend stage times, per batch
     steps_ns: list[int] = field(default_factory=list)  # every denoising step of every batch
     handback_ns: list[int] = field(default_factory=list)  # QuerySamplesComplete, per batch
+    first_image_unix_s: float | None = None  # wall clock when the first image was handed back (cold TTFI)
 
 
 class SystemUnderTest:
@@ -114,6 +115,14 @@ class SystemUnderTest:
             t.join(timeout_s)
 
     def _worker_loop(self, worker: Worker) -> None:
+        try:
+            self._pull_and_run(worker)
+        finally:
+            end_of_run = getattr(worker, "end_of_run", None)  # optional: what must end on this thread
+            if end_of_run is not None:
+                end_of_run()
+
+    def _pull_and_run(self, worker: Worker) -> None:
         while True:
             queries = self.batcher.next_batch()
             if queries is None:
@@ -193,6 +202,8 @@ class SystemUnderTest:
             self.stats.completed += len(queries)
             if responses and responses[0].size:
                 self.stats.handback_ns.append(handback_ns)
+                if self.stats.first_image_unix_s is None:
+                    self.stats.first_image_unix_s = time.time()
 
 
 def _failure(worker: Worker, indices: list[int], exc: BaseException) -> WorkerFailure:

@@ -22,6 +22,7 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from backends.base import ImageBatch, ModelSpec, PromptBatch
+from harness.profiling import TraceSettings, make_tracer
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +51,8 @@ class WorkerSpec:
     warmup: PromptBatch | None
     cpu_cores: tuple[int, ...] = ()  # pin the child to these cores; () = no pinning
     env: tuple[tuple[str, str], ...] = ()  # e.g. CUDA_VISIBLE_DEVICES
+    trace: TraceSettings | None = None  # [profile]: trace the first timed batches, NVTX ranges
+    name: str = "worker"
 
 
 def _child_main(conn: Connection, spec: WorkerSpec) -> None:  # runs in the worker process
@@ -64,6 +67,7 @@ def _child_main(conn: Connection, spec: WorkerSpec) -> None:  # runs in the work
         backend.load()
         if spec.warmup is not None:
             backend.warmup(spec.warmup)
+        tracer = make_tracer(spec.trace, spec.name)
         conn.send(("ready", backend.describe(), os.getpid()))
     except BaseException as exc:  # report any load failure to the parent, then exit
         conn.send(("load-error", f"{type(exc).__name__}: {exc}", traceback.format_exc()))
@@ -75,7 +79,7 @@ def _child_main(conn: Connection, spec: WorkerSpec) -> None:  # runs in the work
                 break
             start = time.perf_counter_ns()
             try:
-                result = backend.generate(batch)
+                result = tracer.run(backend.generate, batch) if tracer else backend.generate(batch)
             except Exception as exc:  # the parent decides what a failure means
                 conn.send(("error", f"{type(exc).__name__}: {exc}", traceback.format_exc()))
                 continue
@@ -83,6 +87,8 @@ def _child_main(conn: Connection, spec: WorkerSpec) -> None:  # runs in the work
     except (EOFError, KeyboardInterrupt):
         pass  # the parent went away or the user pressed Ctrl-C: just stop
     finally:
+        if tracer is not None:
+            tracer.stop()
         backend.close()
 
 

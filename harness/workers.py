@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any, Protocol
 
 from backends.base import Backend, ImageBatch, PromptBatch
+from harness.profiling import BatchTracer
 
 
 class Worker(Protocol):
@@ -26,16 +27,25 @@ class Worker(Protocol):
 class InProcessWorker:
     """Runs the backend in this process, on the SUT's worker thread."""
 
-    def __init__(self, backend: Backend, name: str = "worker-0") -> None:
+    def __init__(self, backend: Backend, name: str = "worker-0", tracer: BatchTracer | None = None) -> None:
         self.backend = backend
         self.name = name
         self.backend_name = backend.name
+        self.tracer = tracer
 
     def run(self, batch: PromptBatch) -> ImageBatch:
+        if self.tracer is not None:
+            return self.tracer.run(self.backend.generate, batch)
         return self.backend.generate(batch)
 
     def describe(self) -> dict[str, Any]:
         return {**self.backend.describe(), "worker": self.name}
 
+    def end_of_run(self) -> None:
+        """Called by the SUT on this worker's thread when the run ends (the tracer's thread)."""
+        if self.tracer is not None:
+            self.tracer.stop()
+
     def close(self) -> None:
+        self.end_of_run()
         self.backend.close()

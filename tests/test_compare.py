@@ -76,6 +76,23 @@ def test_report_speedups_and_input_check(tmp_path: Path) -> None:
     assert "`onnxruntime` failed: boom" in text
     write_chart(report, tmp_path / "compare.png")
     assert (tmp_path / "compare.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "Where the time went" not in text  # no stage times, no stage table
+    rows[0]["timing"] = {
+        "stages": {"denoise": {"mean_ms": 80.0}},
+        "steps": {"mean_ms": 10.0},
+        "outside_backend_share": 0.02,
+    }
+    rows[1]["timing"] = {
+        "stages": {"text_encode": {"mean_ms": 3.0}, "denoise": {"mean_ms": 40.0}},
+        "steps": {"mean_ms": 5.0},
+        "outside_backend_share": 0.04,
+    }
+    text = markdown(
+        build_report(rows, reference="diffusers-eager", model="tiny", scenario="Offline", command=[], sets=[])
+    )
+    assert "| stage | `diffusers-eager` | `torch-compile` |" in text
+    assert "| denoise | 80.00 | 40.00 |" in text and "| text_encode | - | 3.00 |" in text
+    assert "| one denoising step | 10.00 | 5.00 |" in text and "| 2.0% | 4.0% |" in text
     rows[1]["prompts_sha256"] = "other"
     report = build_report(rows, reference="diffusers-eager", model="tiny", scenario="Offline", command=[], sets=[])
     assert report["same_inputs"] is False
@@ -165,4 +182,9 @@ def test_compare_eager_and_onnxruntime_end_to_end(harness_cache: Path, tmp_path:
     text = (out / "compare.md").read_text()
     assert "`onnxruntime`" in text and "reference" in text
     assert text.strip() in proc.stdout
+    # where each backend's time went, side by side (both backends time their stages)
+    assert "| stage | `diffusers-eager` | `onnxruntime` |" in text
+    for stage in ("text_encode", "denoise", "vae_decode", "to_uint8", "one denoising step"):
+        assert f"| {stage} | " in text
+    assert ort["timing"]["steps"]["count"] == eager["timing"]["steps"]["count"] > 0
     assert len(list((out / "runs").iterdir())) == 4 and len(list((out / "logs").iterdir())) == 4

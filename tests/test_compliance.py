@@ -333,3 +333,17 @@ def test_test01_performance_within_10_percent(tmp_path: Path, test_score: float,
     assert ("TEST PASS" in check.lines) == passed
     invalid = _detail(tmp_path / "bad.txt", {**base, "result_validity": "INVALID"})
     assert verify.compare_performance_detail(r, invalid).lines[-1].startswith("TEST FAIL: Invalid results in")
+
+
+def test_the_clip_fid_fallback_says_why_it_cannot_score(tmp_path: Path) -> None:
+    """A model with no accuracy window, no reference run and no scorer files: the fallback gets the
+    reason instead of a scorer (it used to reach for the plan's missing scorer files and crash)."""
+    pytest.importorskip("open_clip", reason="needs the accuracy extra")
+    from harness.cmd_compliance import _scorer
+    from harness.config import resolve_config
+
+    missing = tmp_path / "no-such-clip.pt"
+    cfg = resolve_config(model="tiny", sets=[f"accuracy.clip_weights={missing}"])
+    score, reason = _scorer(cfg)
+    assert score is None
+    assert str(missing) in reason and "no accuracy window" in reason

@@ -197,7 +197,13 @@ def test_pretokenized_prompts_give_the_same_images(spec: ModelSpec) -> None:
         encoded = b.preprocess_prompts(batch.prompts, batch.negative_prompts)
         assert encoded is not None and len(encoded) == 2
         with_ids = replace(batch, encoded=tuple(encoded))
-        np.testing.assert_array_equal(b.generate(batch).images, b.generate(with_ids).images)
+        first = b.generate(batch)
+        np.testing.assert_array_equal(first.images, b.generate(with_ids).images)
+        # the loop reports where its time went, as diffusers-eager does
+        assert list(first.stage_times_ns) == ["text_encode", "denoise", "vae_decode", "to_uint8"]
+        assert all(ns > 0 for ns in first.stage_times_ns.values())
+        assert len(first.step_times_ns) == spec.steps
+        assert abs(sum(first.step_times_ns) - first.stage_times_ns["denoise"]) < 0.05 * first.stage_times_ns["denoise"]
         described = b.describe()
         assert described["providers"]["unet"][0] == "CPUExecutionProvider"
         assert set(described["build_s"]) == {"onnx_export", "session_create"}

@@ -1,9 +1,10 @@
 """`python -m tools.fetch_assets`: download the MLPerf SDXL accuracy assets from their public origins.
 
 The captions TSV, the fixed latents, the FID reference statistics (val2014.npz), the Inception FID
-weights and the open_clip ViT-B-32 `openai` weights (see accuracy/assets.py for the URLs and what each
-is checked against). Into `--dest` (default `$HARNESS_CACHE_DIR/assets`, where the sdxl config's
-empty `accuracy.*` paths look). Each file is:
+weights, the open_clip ViT-B-32 `openai` weights and torchvision's AlexNet (the LPIPS diversity
+backbone, `--only alexnet`; see accuracy/assets.py for the URLs and what each is checked against).
+Into `--dest` (default `$HARNESS_CACHE_DIR/assets`, where the sdxl config's empty `accuracy.*` and
+`quality.lpips_weights` paths look). Each file is:
 - skipped when already present and it verifies;
 - downloaded to `<name>.part`, resumed from there (HTTP Range) when a previous try was cut off;
 - verified (SHA-256, or what is published, see accuracy/assets.py) before it is renamed into place;
@@ -143,7 +144,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m tools.fetch_assets",
         description="Download and verify the MLPerf SDXL accuracy assets (captions, latents, FID statistics, "
-        "Inception FID weights, CLIP ViT-B-32 weights) from their public origins.",
+        "Inception FID weights, CLIP ViT-B-32 weights, the LPIPS AlexNet) from their public origins.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="assets:\n"
         + "\n".join(f"  {a.name:10} {a.filename:38} {a.what}; checked by {a.verification}" for a in ASSETS.values())
@@ -158,7 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=[],
         metavar="NAME",
         help="keep this asset even when it does not match its recorded digest (only assets without a "
-        "published SHA-256: fid-stats, inception)",
+        "published SHA-256: fid-stats, inception, alexnet)",
     )
     p.add_argument("--list", action="store_true", help="list the assets and where they come from")
     p.add_argument("--no-progress", action="store_true")

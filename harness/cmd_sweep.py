@@ -1,0 +1,386 @@
+"""`python -m harness sweep --resolutions 512,1024 --steps 4,8 --batch-sizes 1,4`: speed, memory and quality
+over resolutions x steps x batch sizes.
+
+Each point is a full harness run in its own process (as `scale`), with `--set model.height=R
+model.width=R model.steps=N sut.batch_size=B sut.max_batch_size=B`; its summary.json gives the row:
+- SingleStream (once per resolution and steps, batch 1): seconds per image = mean latency, and the
+  latency percentiles; images per second = LoadGen's SingleStream figure;
+- Offline (per batch size): images per second = LoadGen's samples per second; no seconds per image or
+  latency percentiles (Offline latencies count from the one query's issue, not per image);
+- Server (per batch size, its dynamic batch limit): mean latency and percentiles, completed samples/s.
+Peak memory: CUDA reserved (else allocated) where torch used CUDA in the run's process, else the
+largest resident set of the run's processes (itself, or its worker processes).
+
+--ramp (off by default: it adds up to log2(max batch) + 1 Offline runs per resolution and steps) runs
+Offline at batch 1, 2, 4, ... up to --max-batch until throughput gains less than --ramp-min-gain (3%)
+over the best so far, or a run runs out of memory (status "oom"; the sweep goes on), and marks the
+best batch size. Offline runs already made for --batch-sizes are reused. Each Offline run after the
+first of a resolution and steps gets loadgen.offline_expected_qps = the best throughput so far (a
+--set of your own wins), so LoadGen issues about min_duration's worth of samples.
+
+--quality adds one accuracy-mode run per resolution and steps: its CLIP score goes into every row of
+that point, accuracy.json's by_category into by_category.
+
+Writes sweep.json (rows, ramp, by_category, quality), sweep.csv and ramp.csv into the sweep
+directory and prints the table; then report.md/html where harness.report is installed. Exit code 0
+when every run is ok (or ran out of memory in the ramp), 1 otherwise, 2 for bad input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import re
+import subprocess
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from harness.batch_ramp import run_ramp
+from harness.config import resolve_config
+from harness.errors import ConfigError, HarnessError
+from harness.run_dir import write_json
+from harness.sweep_plan import SweepPlan, load_plan, override
+
+ROW_COLUMNS = [
+    "resolution",
+    "steps",
+    "batch_size",
+    "scenario",
+    "seconds_per_image",
+    "images_per_second",
+    "latency_p50_ms",
+    "latency_p95_ms",
+    "latency_p99_ms",
+    "peak_memory_mib",
+    "clip_score",
+    "status",
+    "error",
+    "run_dir",
+]
+RAMP_COLUMNS = ["resolution", "steps", "batch_size", "images_per_second", "peak_memory_mib", "status", "error", "best"]
+OOM = re.compile(r"OutOfMemoryError|MemoryError|out of memory", re.IGNORECASE)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m harness sweep", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument("--plan", metavar="FILE.toml", help="the sweep's lists in a TOML file (see harness/sweep_plan.py)")
+    p.add_argument("--resolutions", help="square sides in pixels, e.g. 512,1024 (default: the model's)")
+    p.add_argument("--steps", help="denoising steps, e.g. 4,8 (default: the model's)")
+    p.add_argument("--batch-sizes", help="Offline batch sizes, e.g. 1,4 (default 1)")
+    p.add_argument("--scenarios", help="default SingleStream,Offline")
+    p.add_argument("--ramp", action=argparse.BooleanOptionalAction, default=None, help="batch-size ramp (default off)")
+    p.add_argument("--max-batch", help="largest batch the ramp tries (default 64)")
+    p.add_argument(
+        "--ramp-min-gain",
+        type=str,
+        help="the ramp stops when throughput gains less than this over the best so far (default 0.03 = 3%%)",
+    )
+    p.add_argument(
+        "--quality", action=argparse.BooleanOptionalAction, default=None, help="accuracy run per point (CLIP)"
+    )
+    p.add_argument("--model", default="tiny")
+    p.add_argument("--backend", default=None)
+    p.add_argument("--config", metavar="FILE.toml", default=None, help="passed to every run")
+    p.add_argument("--output-dir", default="runs")
+    p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE", help="passed to every run")
+    return p
+
+
+def _plan(args: argparse.Namespace) -> SweepPlan:
+    plan = load_plan(args.plan) if args.plan else SweepPlan()
+    gain = args.ramp_min_gain
+    if gain is not None:
+        try:
+            gain = float(gain)
+        except ValueError:
+            raise ConfigError(f"--ramp-min-gain must be a number (0.03 = 3%), got {gain!r}") from None
+    return override(
+        plan,
+        {
+            "resolutions": args.resolutions,
+            "steps": args.steps,
+            "batch_sizes": args.batch_sizes,
+            "scenarios": args.scenarios,
+            "ramp": args.ramp,
+            "max_batch": args.max_batch,
+            "ramp_min_gain": gain,
+            "quality": args.quality,
+        },
+    )
+
+
+def point_sets(resolution: int, steps: int, batch_size: int) -> list[str]:
+    return [
+        f"model.height={resolution}",
+        f"model.width={resolution}",
+        f"model.steps={steps}",
+        f"sut.batch_size={batch_size}",
+        f"sut.max_batch_size={batch_size}",
+    ]
+
+
+def _resolve_defaults(args: argparse.Namespace, plan: SweepPlan) -> SweepPlan:
+    """Fill the model's own resolution and steps where the plan has none; check every point's config
+    (latent shape included) here, so bad input stops the sweep before its first run."""
+    from harness.runner import latent_shape
+
+    cli = {"run.backend": args.backend}
+    cfg = resolve_config(args.model, args.config, cli, args.sets)
+    resolutions = plan.resolutions
+    if not resolutions:
+        if cfg.model.height != cfg.model.width:
+            raise ConfigError(
+                f"model {args.model!r} is {cfg.model.height}x{cfg.model.width}; the sweep measures square "
+                "images: pass --resolutions"
+            )
+        resolutions = (cfg.model.height,)
+    plan = override(plan, {"resolutions": list(resolutions), "steps": list(plan.steps or (cfg.model.steps,))})
+    for r in plan.resolutions:
+        for n in plan.steps:
+            for b in {*plan.batch_sizes, plan.max_batch}:
+                latent_shape(resolve_config(args.model, args.config, cli, [*point_sets(r, n, b), *args.sets]))
+    return plan
+
+
+class Sweep:
+    def __init__(self, args: argparse.Namespace, plan: SweepPlan, out: Path) -> None:
+        self.args, self.plan, self.out = args, plan, out
+        self.done: dict[tuple[int, int, int, str, str], dict[str, Any]] = {}  # (r, n, b, scenario, mode) -> result
+        self.best_ips: dict[tuple[int, int], float] = {}  # Offline, per (resolution, steps)
+
+    def run(self, resolution: int, steps: int, batch_size: int, scenario: str, mode: str = "performance") -> dict:
+        key = (resolution, steps, batch_size, scenario, mode)
+        if key not in self.done:
+            self.done[key] = self._run_child(*key)
+        return self.done[key]
+
+    def _run_child(self, resolution: int, steps: int, batch_size: int, scenario: str, mode: str) -> dict[str, Any]:
+        a = self.args
+        label = f"r{resolution}-s{steps}-b{batch_size}-{scenario}-{mode}"
+        runs_dir = self.out / "runs" / label
+        cmd = [sys.executable, "-m", "harness", "--model", a.model, "--scenario", scenario, "--mode", mode]
+        cmd += ["--no-progress", "--output-dir", str(runs_dir)]
+        if a.backend:
+            cmd += ["--backend", a.backend]
+        if a.config:
+            cmd += ["--config", a.config]
+        sets = point_sets(resolution, steps, batch_size)
+        best = self.best_ips.get((resolution, steps))
+        if scenario == "Offline" and mode == "performance" and best:
+            sets.append(f"loadgen.offline_expected_qps={best:.4f}")
+        for item in [*sets, *a.sets]:  # the user's --set comes last, so it wins
+            cmd += ["--set", item]
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        dirs = sorted(runs_dir.iterdir()) if runs_dir.exists() else []
+        summary_path = dirs[-1] / "summary.json" if dirs else None
+        result = _result(proc, summary_path)
+        if scenario == "Offline" and mode == "performance" and result["status"] == "ok":
+            ips = result["summary"].get("samples_per_second") or 0.0
+            self.best_ips[(resolution, steps)] = max(ips, best or 0.0)
+        shown = result["error"] or f"{_fmt(_images_per_second(result['summary']))} images/s"
+        print(f"{label}: {result['status']}, {shown}", flush=True)
+        return result
+
+
+def _result(proc: subprocess.CompletedProcess[str], summary_path: Path | None) -> dict[str, Any]:
+    """status ok / oom / failed / error, the error line, the summary (when the run wrote one)."""
+    if summary_path is not None and summary_path.is_file():
+        summary = json.loads(summary_path.read_text())
+        error = summary.get("error")
+        status = summary["status"]
+        if status != "ok" and error and OOM.search(error):
+            status = "oom"
+        return {"status": status, "error": error, "summary": summary, "run_dir": str(summary_path.parent)}
+    # No summary: the run stopped before LoadGen (for example out of memory while loading or warming up).
+    lines = [ln for ln in proc.stderr.strip().splitlines() if ln.strip()]
+    errors = [ln for ln in lines if ln.startswith("error:")]
+    error = (errors or lines or [f"exit code {proc.returncode}"])[-1].removeprefix("error: ")
+    status = "oom" if OOM.search(proc.stderr) else "error"
+    run_dir = str(summary_path.parent) if summary_path is not None else ""
+    return {"status": status, "error": error[-500:], "summary": None, "run_dir": run_dir}
+
+
+def peak_memory_mib(summary: dict[str, Any] | None) -> float | None:
+    mem = (summary or {}).get("peak_memory") or {}
+    for key in ("cuda_reserved_mib", "cuda_allocated_mib"):
+        if mem.get(key) is not None:
+            return float(mem[key])
+    cpu = [mem[k] for k in ("cpu_rss_mib", "children_rss_mib") if mem.get(k) is not None]
+    return float(max(cpu)) if cpu else None
+
+
+def _images_per_second(summary: dict[str, Any] | None) -> float | None:
+    value = (summary or {}).get("samples_per_second")
+    return float(value) if value else None
+
+
+def row(resolution: int, steps: int, batch_size: int, scenario: str, result: dict[str, Any]) -> dict[str, Any]:
+    s = result["summary"] if result["status"] == "ok" else None  # a failed run's figures time empty answers
+    lat = (s or {}).get("latency_ms") or {}
+    per_image = scenario != "Offline"  # Offline latencies count from the one query's issue
+    mean = lat.get("mean")
+    return {
+        "resolution": resolution,
+        "steps": steps,
+        "batch_size": batch_size,
+        "scenario": scenario,
+        "seconds_per_image": mean / 1e3 if per_image and mean else None,
+        "images_per_second": _images_per_second(s),
+        "latency_p50_ms": lat.get("p50") if per_image else None,
+        "latency_p95_ms": lat.get("p95") if per_image else None,
+        "latency_p99_ms": lat.get("p99") if per_image else None,
+        "peak_memory_mib": peak_memory_mib(result["summary"]),
+        "clip_score": None,
+        "status": result["status"],
+        "error": result["error"],
+        "run_dir": result["run_dir"],
+    }
+
+
+def _quality(sweep: Sweep, resolution: int, steps: int) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """One accuracy-mode run: its CLIP and FID, and accuracy.json's by_category (when the scorer wrote it)."""
+    result = sweep.run(resolution, steps, min(sweep.plan.batch_sizes), "Offline", "accuracy")
+    accuracy = {}
+    if result["run_dir"] and (Path(result["run_dir"]) / "accuracy.json").is_file():
+        accuracy = json.loads((Path(result["run_dir"]) / "accuracy.json").read_text())
+    status = result["status"]
+    if status == "ok" and accuracy.get("CLIP_SCORE") is None:
+        status, result["error"] = "error", ((result["summary"] or {}).get("accuracy") or {}).get("error")
+    entry = {
+        "resolution": resolution,
+        "steps": steps,
+        "clip_score": accuracy.get("CLIP_SCORE"),
+        "fid_score": accuracy.get("FID_SCORE"),
+        "status": status,
+        "error": result["error"],
+        "run_dir": result["run_dir"],
+    }
+    by_category = [
+        {
+            "resolution": resolution,
+            "steps": steps,
+            "category": name,
+            "clip_score": v.get("clip_score"),
+            "count": v.get("count"),
+        }
+        for name, v in (accuracy.get("by_category") or {}).items()
+    ]
+    return entry, by_category
+
+
+def run_sweep(args: argparse.Namespace, plan: SweepPlan, out: Path) -> dict[str, Any]:
+    sweep = Sweep(args, plan, out)
+    rows: list[dict[str, Any]] = []
+    ramp: list[dict[str, Any]] = []
+    by_category: list[dict[str, Any]] = []
+    quality: list[dict[str, Any]] = []
+    for r in plan.resolutions:
+        for n in plan.steps:
+            # 1. Quality first: its CLIP score goes into this point's rows.
+            clip = None
+            if plan.quality:
+                entry, categories = _quality(sweep, r, n)
+                quality.append(entry)
+                by_category += categories
+                clip = entry["clip_score"]
+            # 2. Latency and throughput per scenario and batch size.
+            for scenario in plan.scenarios:
+                for b in (1,) if scenario == "SingleStream" else plan.batch_sizes:
+                    rows.append({**row(r, n, b, scenario, sweep.run(r, n, b, scenario)), "clip_score": clip})
+            # 3. The batch ramp (Offline), reusing the Offline runs above.
+            if plan.ramp:
+
+                def measure(b: int, r: int = r, n: int = n) -> dict[str, Any]:
+                    res = sweep.run(r, n, b, "Offline")
+                    ok = res["status"] == "ok"
+                    return {
+                        "images_per_second": _images_per_second(res["summary"]) if ok else None,
+                        "peak_memory_mib": peak_memory_mib(res["summary"]),
+                        "status": res["status"],
+                        "error": res["error"],
+                    }
+
+                points = run_ramp(measure, plan.max_batch, plan.ramp_min_gain)
+                ramp += [{"resolution": r, "steps": n, **p} for p in points]
+    return {"rows": rows, "ramp": ramp, "by_category": by_category, "quality": quality}
+
+
+def _fmt(value: Any, digits: int = 3) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
+
+
+def table_lines(result: dict[str, Any]) -> list[str]:
+    head = "resolution | steps | scenario     | batch | seconds per image | images per second | peak memory MiB | CLIP"
+    lines = [head, "-" * len(head)]
+    for r in result["rows"]:
+        status = "" if r["status"] == "ok" else f"  [{r['status']}: {r['error']}]"
+        lines.append(
+            f"{r['resolution']:>10} | {r['steps']:>5} | {r['scenario']:<12} | {r['batch_size']:>5} | "
+            f"{_fmt(r['seconds_per_image'], 4):>17} | {_fmt(r['images_per_second']):>17} | "
+            f"{_fmt(r['peak_memory_mib'], 0):>15} | {_fmt(r['clip_score'], 2)}{status}"
+        )
+    if result["ramp"]:
+        lines += ["", "batch ramp (Offline): resolution | steps | batch | images per second | peak memory MiB"]
+        for p in result["ramp"]:
+            mark = "  <- best" if p["best"] else ("" if p["status"] == "ok" else f"  [{p['status']}: {p['error']}]")
+            lines.append(
+                f"{p['resolution']:>10} | {p['steps']:>5} | {p['batch_size']:>5} | "
+                f"{_fmt(p['images_per_second']):>17} | {_fmt(p['peak_memory_mib'], 0):>15}{mark}"
+            )
+    if result["quality"]:
+        lines += ["", "quality: resolution | steps | CLIP | FID"]
+        for q in result["quality"]:
+            lines.append(
+                f"{q['resolution']:>10} | {q['steps']:>5} | {_fmt(q['clip_score'], 3)} | {_fmt(q['fid_score'], 2)}"
+            )
+    return lines
+
+
+def _write_csv(path: Path, columns: list[str], rows: list[dict[str, Any]]) -> None:
+    with path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def _write_report(out: Path) -> None:
+    try:
+        from harness.report import write_report
+    except ImportError:
+        return
+    md, html = write_report([out], out)
+    print(f"report: {md}, {html}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        plan = _resolve_defaults(args, _plan(args))
+    except HarnessError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    out = Path(args.output_dir) / f"{stamp}-sweep-{args.model}-{args.backend or 'default'}"
+    out.mkdir(parents=True, exist_ok=False)
+    result = run_sweep(args, plan, out)
+    write_json(
+        out / "sweep.json",
+        {**result, "model": args.model, "backend": args.backend, "plan": asdict(plan)},
+    )
+    _write_csv(out / "sweep.csv", ROW_COLUMNS, result["rows"])
+    _write_csv(out / "ramp.csv", RAMP_COLUMNS, result["ramp"])
+    print("\n".join(table_lines(result)))
+    _write_report(out)
+    print(f"sweep results: {out}")
+    statuses = [r["status"] for r in result["rows"] + result["quality"]] + [
+        p["status"] for p in result["ramp"] if p["status"] != "oom"
+    ]
+    return 0 if all(s == "ok" for s in statuses) else 1

@@ -1,0 +1,43 @@
+"""Time to first image, cold and warm, for summary["time_to_first_image_s"].
+
+- cold: from the start of this process (its creation time, as the OS records it: interpreter start,
+  imports, model load, warm-up and LoadGen's start all count) to the first image handed back to LoadGen;
+- warm: one batch-1 image in the already-loaded process, timed after the LoadGen run, off its clock
+  (a backend with fixed batch shapes pads it up to its smallest warmed batch, as the SUT would).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from backends.base import PromptBatch
+from harness.workers import Worker
+
+
+def process_start_unix_s() -> float | None:
+    """When this process started (seconds since the epoch), or None where psutil cannot tell."""
+    try:
+        import psutil
+
+        return float(psutil.Process().create_time())
+    except (ImportError, OSError):
+        return None
+
+
+def warm_latency_s(worker: Worker, batch: PromptBatch) -> float:
+    """Wall time of one call on a loaded worker (the backend synchronizes its device before returning)."""
+    start = time.perf_counter_ns()
+    worker.run(batch)
+    return (time.perf_counter_ns() - start) / 1e9
+
+
+def time_to_first_image(first_image_unix_s: float | None, warm_s: float | None) -> dict[str, Any]:
+    started = process_start_unix_s()
+    cold = None if first_image_unix_s is None or started is None else first_image_unix_s - started
+    return {
+        "cold": round(cold, 4) if cold is not None else None,
+        "warm": round(warm_s, 4) if warm_s is not None else None,
+        "cold_from": "process start (psutil create_time) to the first image handed back to LoadGen",
+        "warm_from": "one batch-1 image on the loaded worker, after the run",
+    }

@@ -1,0 +1,114 @@
+"""Inputs -> Document: which sections, tables and figures a report has, in reading order."""
+
+from __future__ import annotations
+
+from harness.report import dir_tables, plots, tables
+from harness.report.collect import DirData, Input, RunData
+from harness.report.contact_sheet import contact_sheet
+from harness.report.document import Document, Figure, Section, Table
+from harness.report.problems import problems
+
+
+def _add(section: Section, table: Table) -> None:
+    if table.rows:
+        section.tables.append(table)
+
+
+def _figure(section: Section, name: str, title: str, png: bytes | None, caption: str = "") -> None:
+    if png is not None:
+        section.figures.append(Figure(name, title, png, caption))
+
+
+def _run_sections(runs: list[RunData]) -> list[Section]:
+    conditions = Section("Test conditions")
+    _add(conditions, tables.conditions(runs))
+
+    results = Section("Results")
+    for build in (tables.results, tables.queueing):
+        _add(results, build(runs))
+    _figure(
+        results,
+        "latency_distribution",
+        "Latency distribution",
+        plots.latency_cdf(runs),
+        "per-sample latencies from LoadGen's trace (mlperf_log_trace.json) where it has them, else the "
+        "percentiles of summary.json; performance runs that finished only.",
+    )
+
+    timing = Section("Where the time goes")
+    _add(timing, tables.stages(runs))
+    _add(timing, tables.steps(runs))
+
+    money = Section("Cost and energy")
+    _add(money, tables.key_values(runs, "cost", "cost", "Cost"))
+    _add(money, tables.key_values(runs, "energy", "energy", "Energy"))
+
+    quality = Section("Quality")
+    _add(quality, tables.accuracy(runs))
+    _add(quality, tables.by_category(runs))
+    _add(quality, tables.key_values(runs, "quality", "quality", "Quality beyond the accuracy gate"))
+
+    images = Section("Contact sheets")
+    for i, r in enumerate(runs):
+        png, note = contact_sheet(r)
+        if note:
+            images.notes.append(f"{r.label}: {note}")
+        _figure(images, f"contact_sheet_{i + 1}", f"{r.label}: images by category", png)
+
+    sections = [conditions, results, timing, money, quality, images]
+    if len(runs) > 1:
+        compared = Section("Comparison")
+        _add(compared, tables.comparison(runs))
+        sections.append(compared)
+    return sections
+
+
+def _dir_sections(kind: str, dirs: list[DirData]) -> list[Section]:
+    if kind == "sweep":
+        speed = Section("Sweep: speed")
+        _add(speed, dir_tables.sweep_speed(dirs))
+        _add(speed, dir_tables.sweep_ramp(dirs))
+        _figure(
+            speed, "sweep_throughput_vs_batch", "Throughput against batch size", plots.sweep_throughput_vs_batch(dirs)
+        )
+        _figure(speed, "sweep_time_vs_resolution", "Time against resolution", plots.sweep_time_vs_resolution(dirs))
+        quality = Section("Sweep: quality")
+        _add(quality, dir_tables.sweep_steps_quality(dirs))
+        _add(quality, dir_tables.sweep_by_category(dirs))
+        return [speed, quality]
+    if kind == "scale":
+        section = Section("Scaling")
+        _add(section, dir_tables.scale(dirs))
+        _figure(section, "scale_throughput", "Throughput against worker count", plots.scale_throughput(dirs))
+        return [section]
+    section = Section("Backend comparison")
+    _add(section, dir_tables.compare(dirs))
+    _figure(section, "compare_throughput", "Throughput by backend", plots.compare_throughput(dirs))
+    return [section]
+
+
+def _alert(row: dict[str, object]) -> str:
+    return f"{row['run']}: {row['problem']}"
+
+
+def build_document(inputs: list[Input]) -> Document:
+    runs = [i for i in inputs if isinstance(i, RunData)]
+    title = "Benchmark report" if len(inputs) > 1 else f"Benchmark report: {inputs[0].label}"
+    doc = Document(title=title, inputs=[f"{i.label} ({i.kind}): {i.path}" for i in inputs])
+
+    found = problems(inputs)
+    overview = Section("Problems")
+    if found.rows:
+        doc.alerts = [_alert(r) for r in found.rows]
+        overview.tables.append(found)
+    else:
+        overview.notes.append("none: every run finished, no LoadGen result is INVALID and no accuracy check failed.")
+    doc.sections.append(overview)
+
+    sections = _run_sections(runs) if runs else []
+    for kind in ("sweep", "scale", "compare"):
+        dirs = [i for i in inputs if isinstance(i, DirData) and i.kind == kind]
+        if dirs:
+            sections += _dir_sections(kind, dirs)
+    doc.sections += [s for s in sections if not s.empty()]
+    return doc

@@ -1,0 +1,180 @@
+"""Tables of sweep, scale and compare directories, from sweep.json, scale.json and compare.json.
+
+As for runs, each builder takes every directory of its kind and puts the directory's name in `run`.
+"""
+
+from __future__ import annotations
+
+from statistics import mean
+from typing import Any
+
+from harness.report.collect import DirData
+from harness.report.document import Table
+
+SWEEP_SPEED_COLUMNS = [
+    "run",
+    "resolution",
+    "steps",
+    "batch_size",
+    "scenario",
+    "seconds_per_image",
+    "images_per_second",
+    "latency_p50_ms",
+    "latency_p95_ms",
+    "latency_p99_ms",
+    "peak_memory_mib",
+    "clip_score",
+    "status",
+    "error",
+]
+SWEEP_RAMP_COLUMNS = [
+    "run",
+    "resolution",
+    "steps",
+    "batch_size",
+    "images_per_second",
+    "peak_memory_mib",
+    "best",
+    "status",
+    "error",
+]
+SWEEP_STEPS_COLUMNS = ["run", "resolution", "steps", "clip_score", "seconds_per_image"]
+SWEEP_CATEGORY_COLUMNS = ["run", "resolution", "steps", "category", "clip_score", "count"]
+SCALE_COLUMNS = [
+    "run",
+    "scenario",
+    "workers",
+    "samples_per_second",
+    "speedup",
+    "efficiency",
+    "latency_p50_ms",
+    "latency_p99_ms",
+    "result_valid",
+    "status",
+]
+COMPARE_COLUMNS = [
+    "run",
+    "backend",
+    "status",
+    "samples_per_second",
+    "speedup",
+    "latency_p50_ms",
+    "latency_p90_ms",
+    "latency_p99_ms",
+    "peak_cpu_rss_mib",
+    "peak_cuda_allocated_mib",
+    "parity_max_abs_diff",
+    "parity_mean_abs_diff",
+    "parity_psnr_db",
+    "loadgen_validity",
+    "error",
+]
+
+
+def _pick(d: DirData, key: str, columns: list[str]) -> list[dict[str, Any]]:
+    return [{"run": d.label, **{c: row.get(c) for c in columns[1:]}} for row in d.data.get(key) or []]
+
+
+def _table(name: str, title: str, columns: list[str], rows: list[dict[str, Any]], note: str = "") -> Table:
+    return Table(name, title, tuple(columns), tuple(rows), note=note)
+
+
+def sweep_speed(sweeps: list[DirData]) -> Table:
+    rows = [r for d in sweeps for r in _pick(d, "rows", SWEEP_SPEED_COLUMNS)]
+    rows.sort(key=lambda r: (r["run"], r["resolution"] or 0, r["steps"] or 0, r["batch_size"] or 0))
+    return _table(
+        "sweep_speed",
+        "Speed by resolution, steps and batch size",
+        SWEEP_SPEED_COLUMNS,
+        rows,
+        note="seconds per image = 1 / images per second; p50 / p95 / p99 latency in ms; peak memory in MiB.",
+    )
+
+
+def sweep_ramp(sweeps: list[DirData]) -> Table:
+    rows = [r for d in sweeps for r in _pick(d, "ramp", SWEEP_RAMP_COLUMNS)]
+    return _table(
+        "sweep_ramp",
+        "Batch ramp (best = highest images per second)",
+        SWEEP_RAMP_COLUMNS,
+        rows,
+        note="best: the batch size with the highest throughput at that resolution and step count.",
+    )
+
+
+def sweep_steps_quality(sweeps: list[DirData]) -> Table:
+    """CLIP score per step count: the mean over the points that were scored, with their fastest time."""
+    rows = []
+    for d in sweeps:
+        groups: dict[tuple[Any, Any], list[dict[str, Any]]] = {}
+        for row in d.data.get("rows") or []:
+            groups.setdefault((row.get("resolution"), row.get("steps")), []).append(row)
+        for (resolution, steps), points in sorted(groups.items(), key=lambda kv: (kv[0][0] or 0, kv[0][1] or 0)):
+            clips = [p["clip_score"] for p in points if p.get("clip_score") is not None]
+            times = [p["seconds_per_image"] for p in points if p.get("seconds_per_image") is not None]
+            rows.append(
+                {
+                    "run": d.label,
+                    "resolution": resolution,
+                    "steps": steps,
+                    "clip_score": round(mean(clips), 6) if clips else None,
+                    "seconds_per_image": min(times) if times else None,
+                }
+            )
+    return _table(
+        "sweep_steps_quality",
+        "Steps against quality",
+        SWEEP_STEPS_COLUMNS,
+        rows,
+        note="clip_score: mean over the batch sizes scored at that point; seconds_per_image: the fastest of them.",
+    )
+
+
+def sweep_by_category(sweeps: list[DirData]) -> Table:
+    rows = [r for d in sweeps for r in _pick(d, "by_category", SWEEP_CATEGORY_COLUMNS)]
+    return _table("sweep_quality_by_category", "Sweep quality by prompt category", SWEEP_CATEGORY_COLUMNS, rows)
+
+
+def scale(dirs: list[DirData]) -> Table:
+    rows = [r for d in dirs for r in _pick(d, "rows", SCALE_COLUMNS)]
+    return _table(
+        "scale",
+        "Scaling with the worker count",
+        SCALE_COLUMNS,
+        rows,
+        note="speedup = throughput(N) / throughput(first count); efficiency = speedup / N (Offline only).",
+    )
+
+
+def compare(dirs: list[DirData]) -> Table:
+    rows = []
+    for d in dirs:
+        for r in d.data.get("results") or []:
+            latency, memory, parity = r.get("latency_ms") or {}, r.get("peak_memory") or {}, r.get("parity") or {}
+            rows.append(
+                {
+                    "run": d.label,
+                    "backend": r.get("backend"),
+                    "status": r.get("status"),
+                    "samples_per_second": r.get("samples_per_second"),
+                    "speedup": r.get("speedup"),
+                    "latency_p50_ms": latency.get("p50"),
+                    "latency_p90_ms": latency.get("p90"),
+                    "latency_p99_ms": latency.get("p99"),
+                    "peak_cpu_rss_mib": memory.get("cpu_rss_mib"),
+                    "peak_cuda_allocated_mib": memory.get("cuda_allocated_mib"),
+                    "parity_max_abs_diff": parity.get("max_abs_diff"),
+                    "parity_mean_abs_diff": parity.get("mean_abs_diff"),
+                    "parity_psnr_db": parity.get("psnr_db"),
+                    "loadgen_validity": r.get("loadgen_result"),
+                    "error": r.get("error"),
+                }
+            )
+    return _table(
+        "compare",
+        "Backends side by side",
+        COMPARE_COLUMNS,
+        rows,
+        note="speedup over the compare's reference backend; parity: uint8 images against the reference's "
+        "(largest and mean absolute difference, PSNR; an empty PSNR with a zero difference means identical).",
+    )

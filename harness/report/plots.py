@@ -1,0 +1,149 @@
+"""The report's plots as PNG bytes (matplotlib, Agg): latency distribution, sweep, scale and compare charts.
+
+Each function returns None when there is nothing to draw.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from harness.report.collect import DirData, RunData
+
+PERCENTILE_POINTS = (("min", 0.0), ("p50", 0.5), ("p90", 0.9), ("p95", 0.95), ("p99", 0.99), ("max", 1.0))
+
+
+@contextmanager
+def _figure(width: float = 7.0, height: float = 4.0) -> Iterator[tuple[Any, Any, io.BytesIO]]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(width, height))
+    buf = io.BytesIO()
+    try:
+        yield fig, ax, buf
+        ax.grid(alpha=0.3)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize="small")
+        fig.tight_layout()
+        fig.savefig(buf, format="png", dpi=100)
+    finally:
+        plt.close(fig)
+
+
+def latency_cdf(runs: list[RunData]) -> bytes | None:
+    """Per-sample latency CDF of each finished performance run (LoadGen's trace), or its percentile points."""
+    perf = [
+        r for r in runs if r.summary.get("mode") == "performance" and (r.latencies_ms or r.summary.get("latency_ms"))
+    ]
+    if not perf:
+        return None
+    with _figure() as (_, ax, buf):
+        for r in perf:
+            if len(r.latencies_ms) >= 2:
+                xs = sorted(r.latencies_ms)
+                ys = [(i + 1) / len(xs) for i in range(len(xs))]
+                ax.step(xs, ys, where="post", label=f"{r.label} ({len(xs)} samples)")
+            else:
+                lat = r.summary["latency_ms"]
+                pts = [(lat[k], q) for k, q in PERCENTILE_POINTS if lat.get(k) is not None]
+                ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=f"{r.label} (percentiles)")
+        ax.set(xlabel="latency, ms", ylabel="fraction of samples", title="latency distribution", ylim=(0, 1.02))
+    return buf.getvalue()
+
+
+def _label(d: DirData, several: bool, text: str) -> str:
+    return f"{d.label}: {text}" if several else text
+
+
+def sweep_throughput_vs_batch(sweeps: list[DirData]) -> bytes | None:
+    """Images per second against batch size, one line per resolution and step count; the best batch starred."""
+    lines = []
+    for d in sweeps:
+        points = d.data.get("ramp") or d.data.get("rows") or []
+        groups: dict[tuple[Any, Any], list[dict[str, Any]]] = {}
+        for p in points:
+            if p.get("images_per_second") is not None and p.get("batch_size") is not None:
+                groups.setdefault((p.get("resolution"), p.get("steps")), []).append(p)
+        for (res, steps), pts in sorted(groups.items(), key=lambda kv: (kv[0][0] or 0, kv[0][1] or 0)):
+            lines.append(
+                (_label(d, len(sweeps) > 1, f"{res} px, {steps} steps"), sorted(pts, key=lambda p: p["batch_size"]))
+            )
+    if not lines:
+        return None
+    with _figure() as (_, ax, buf):
+        for label, pts in lines:
+            (line,) = ax.plot(
+                [p["batch_size"] for p in pts], [p["images_per_second"] for p in pts], marker="o", label=label
+            )
+            best = [p for p in pts if p.get("best")]
+            if best:
+                ax.plot(
+                    [p["batch_size"] for p in best],
+                    [p["images_per_second"] for p in best],
+                    marker="*",
+                    markersize=16,
+                    linestyle="none",
+                    color=line.get_color(),
+                )
+        ax.set(xlabel="batch size", ylabel="images / s", title="throughput against batch size (* best)")
+        ax.set_xscale("log", base=2)
+    return buf.getvalue()
+
+
+def sweep_time_vs_resolution(sweeps: list[DirData]) -> bytes | None:
+    """Seconds per image (the fastest batch size) against resolution, one line per step count."""
+    lines = []
+    for d in sweeps:
+        best: dict[tuple[Any, Any], float] = {}
+        for p in d.data.get("rows") or []:
+            t = p.get("seconds_per_image")
+            if t is None or p.get("resolution") is None:
+                continue
+            key = (p.get("steps"), p["resolution"])
+            best[key] = min(t, best.get(key, t))
+        for steps in sorted({k[0] for k in best}, key=lambda s: s or 0):
+            pts = sorted((res, t) for (s, res), t in best.items() if s == steps)
+            lines.append((_label(d, len(sweeps) > 1, f"{steps} steps"), pts))
+    if not lines:
+        return None
+    with _figure() as (_, ax, buf):
+        for label, pts in lines:
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=label)
+        ax.set(xlabel="resolution, px (square side)", ylabel="seconds per image", title="time against resolution")
+    return buf.getvalue()
+
+
+def scale_throughput(dirs: list[DirData]) -> bytes | None:
+    lines = []
+    for d in dirs:
+        rows = [r for r in d.data.get("rows") or [] if r.get("samples_per_second")]
+        for scenario in sorted({r.get("scenario") for r in rows}):
+            pts = sorted((r["workers"], r["samples_per_second"]) for r in rows if r.get("scenario") == scenario)
+            lines.append((_label(d, len(dirs) > 1, str(scenario)), pts))
+    if not lines:
+        return None
+    with _figure() as (_, ax, buf):
+        for label, pts in lines:
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=label)
+        ax.set(xlabel="workers", ylabel="samples / s", title="throughput against worker count")
+    return buf.getvalue()
+
+
+def compare_throughput(dirs: list[DirData]) -> bytes | None:
+    bars = [
+        (_label(d, len(dirs) > 1, str(r.get("backend"))), r.get("samples_per_second") or 0.0)
+        for d in dirs
+        for r in d.data.get("results") or []
+    ]
+    if not bars:
+        return None
+    with _figure(max(6.0, 1.4 * len(bars) + 2), 4.0) as (_, ax, buf):
+        ax.bar(range(len(bars)), [b[1] for b in bars], color="#4c72b0")
+        ax.set_xticks(range(len(bars)), [b[0] for b in bars], rotation=15)
+        ax.set(ylabel="samples / s", title="throughput by backend")
+    return buf.getvalue()

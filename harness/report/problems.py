@@ -1,0 +1,80 @@
+"""Failures and invalid results of every input, found once and called out at the top of the report."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from harness.report.collect import DirData, Input, RunData
+from harness.report.document import Table
+
+PROBLEM_COLUMNS = ["run", "status", "problem"]
+
+
+def _run_problems(r: RunData) -> list[dict[str, Any]]:
+    s = r.summary
+    status = s.get("status")
+    out = []
+    if status != "ok":
+        failure = s.get("failure") or {}
+        what = s.get("error") or failure.get("error") or "no error recorded"
+        where: list[str] = []
+        if not s.get("error") and failure.get("backend"):  # summary["error"] already names them
+            where.append(f"backend {failure['backend']!r}")
+        if where and failure.get("worker"):
+            where.append(f"worker {failure['worker']}")
+        if where and failure.get("sample_indices"):
+            where.append(f"samples {failure['sample_indices'][:8]}")
+        out.append(f"run {str(status).upper()}: {what}" + (f" ({', '.join(where)})" if where else ""))
+    loadgen = s.get("loadgen") or {}
+    if loadgen.get("result_validity") == "INVALID":
+        out.append(f"LoadGen result INVALID: {(loadgen.get('invalid_reason') or 'no reason given').strip()}")
+    if loadgen.get("errors"):
+        out.append(f"LoadGen errors: {'; '.join(map(str, loadgen['errors']))}")
+    verdict = r.accuracy.get("verdict")
+    if verdict in ("FAIL", "ERROR"):
+        reasons = r.accuracy.get("reasons") or [r.accuracy.get("error")]
+        out.append(f"accuracy {verdict}: {'; '.join(str(x) for x in reasons if x)}")
+    return [{"run": r.label, "status": status, "problem": p} for p in out]
+
+
+def _point(row: dict[str, Any], keys: tuple[str, ...]) -> str:
+    return ", ".join(f"{k}={row[k]}" for k in keys if row.get(k) is not None)
+
+
+def _dir_problems(d: DirData) -> list[dict[str, Any]]:
+    out = []
+    if d.kind == "sweep":
+        keyed = [("sweep point", r, ("resolution", "steps", "batch_size", "scenario")) for r in d.data.get("rows", [])]
+        keyed += [("batch ramp point", r, ("resolution", "steps", "batch_size")) for r in d.data.get("ramp", [])]
+        for what, row, keys in keyed:
+            if row.get("status") != "ok":
+                detail = f": {row['error']}" if row.get("error") else ""
+                out.append((row.get("status"), f"{what} {_point(row, keys)} {row.get('status')}{detail}"))
+    elif d.kind == "scale":
+        for row in d.data.get("rows", []):
+            point = _point(row, ("scenario", "workers"))
+            if row.get("status") != "ok":
+                out.append((row.get("status"), f"scale point {point} {row.get('status')}"))
+            elif row.get("result_valid") is False:
+                out.append((row.get("status"), f"scale point {point}: LoadGen result INVALID"))
+    elif d.kind == "compare":
+        for row in d.data.get("results", []):
+            if row.get("status") != "ok":
+                out.append((row.get("status"), f"backend {row.get('backend')} {row.get('status')}: {row.get('error')}"))
+        if d.data.get("same_inputs") is False:
+            out.append(("ok", "the compared runs did not see the same prompts and latents"))
+    return [{"run": d.label, "status": status, "problem": p} for status, p in out]
+
+
+def problems(inputs: list[Input]) -> Table:
+    rows: list[dict[str, Any]] = []
+    for item in inputs:
+        rows += _run_problems(item) if isinstance(item, RunData) else _dir_problems(item)
+    return Table(
+        "problems",
+        "Failures and invalid results",
+        tuple(PROBLEM_COLUMNS),
+        tuple(rows),
+        note="a failed run, a LoadGen INVALID result, LoadGen errors, an accuracy FAIL or ERROR, a failed "
+        "sweep / scale / compare point.",
+    )

@@ -1,0 +1,331 @@
+"""The tables of run directories: test conditions, results, queueing, stages, quality, cost, comparison.
+
+Each builder takes every run of the report and returns one Table with a `run` column first (the run
+directory's name), so that one export file holds the figures of all runs. Missing data is None.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from harness.report.collect import RunData
+from harness.report.document import Table
+
+LATENCY_KEYS = ("p50", "p90", "p95", "p99", "max")
+
+
+def _get(tree: Any, *keys: str) -> Any:
+    for key in keys:
+        if not isinstance(tree, dict):
+            return None
+        tree = tree.get(key)
+    return tree
+
+
+def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
+    """{"a": {"b": 1}} -> {"a.b": 1}; lists stay whole."""
+    if not isinstance(tree, dict):
+        return {prefix: tree} if prefix else {}
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        name = f"{prefix}.{key}" if prefix else str(key)
+        out.update(flatten(value, name) if isinstance(value, dict) else {name: value})
+    return out
+
+
+def _table(name: str, title: str, columns: list[str], rows: list[dict[str, Any]], **kw: Any) -> Table:
+    return Table(name, title, tuple(columns), tuple(rows), **kw)
+
+
+# -- test conditions ------------------------------------------------------------------------------
+
+CONDITION_COLUMNS = [
+    "run",
+    "model",
+    "weights_kind",
+    "weights_sha256",
+    "pipeline",
+    "scheduler",
+    "steps",
+    "guidance_scale",
+    "resolution",
+    "latents_mode",
+    "latents_seed",
+    "latents_file_sha256",
+    "batch_size",
+    "max_batch_size",
+    "max_wait_ms",
+    "workers",
+    "backend",
+    "backend_options",
+    "dtype",
+    "device",
+    "gpus",
+    "cuda",
+    "driver",
+    "cpu",
+    "hostname",
+    "python",
+    "libraries",
+    "loadgen_version",
+    "git_commit",
+    "git_dirty",
+    "prompt_pack",
+    "prompts_source",
+    "prompts_sha256",
+    "prompts_count",
+]
+
+
+def conditions(runs: list[RunData]) -> Table:
+    rows = []
+    for r in runs:
+        cfg, man = r.config, r.manifest
+        model, backend, host = cfg.get("model", {}), man.get("backend", {}), man.get("host", {})
+        weights = _get(man, "model", "weights")
+        libs = man.get("libraries") or {}
+        rows.append(
+            {
+                "run": r.label,
+                "model": model.get("name") or r.summary.get("model"),
+                "weights_kind": _get(man, "model", "weights_source", "kind") or model.get("weights"),
+                "weights_sha256": weights.get("sha256") if isinstance(weights, dict) else weights,
+                "pipeline": model.get("pipeline"),
+                "scheduler": (model.get("scheduler") or "(pipeline default)") if model else None,
+                "steps": model.get("steps"),
+                "guidance_scale": model.get("guidance_scale"),
+                "resolution": f"{model['width']}x{model['height']}" if "width" in model and "height" in model else None,
+                "latents_mode": _get(man, "latents", "mode"),
+                "latents_seed": _get(man, "latents", "seed"),
+                "latents_file_sha256": _get(man, "latents", "file_sha256") or None,
+                "batch_size": _get(cfg, "sut", "batch_size"),
+                "max_batch_size": _get(cfg, "sut", "max_batch_size"),
+                "max_wait_ms": _get(cfg, "sut", "max_wait_ms"),
+                "workers": _get(cfg, "workers", "count"),
+                "backend": backend.get("backend") or r.summary.get("backend"),
+                "backend_options": json.dumps(cfg.get("backend") or {}, sort_keys=True),
+                "dtype": backend.get("dtype"),
+                "device": backend.get("device"),
+                "gpus": ", ".join(map(str, host.get("gpus") or [])) or None,
+                "cuda": host.get("cuda"),
+                "driver": host.get("driver"),
+                "cpu": host.get("cpu"),
+                "hostname": host.get("hostname"),
+                "python": host.get("python"),
+                "libraries": ", ".join(f"{k} {v}" for k, v in libs.items() if v) or None,
+                "loadgen_version": _get(man, "loadgen", "version"),
+                "git_commit": _get(man, "git", "commit"),
+                "git_dirty": _get(man, "git", "dirty"),
+                "prompt_pack": _get(man, "prompts", "name"),
+                "prompts_source": _get(man, "prompts", "source"),
+                "prompts_sha256": _get(man, "prompts", "sha256"),
+                "prompts_count": _get(man, "prompts", "count"),
+            }
+        )
+    return _table("conditions", "Test conditions", CONDITION_COLUMNS, rows, transpose=True)
+
+
+# -- results --------------------------------------------------------------------------------------
+
+RESULT_COLUMNS = [
+    "run",
+    "scenario",
+    "mode",
+    "backend",
+    "status",
+    "samples_per_second",
+    "result_valid",
+    "loadgen_validity",
+    *[f"latency_{k}_ms" for k in LATENCY_KEYS],
+    "time_to_first_image_s",
+    "peak_cpu_rss_mib",
+    "peak_cuda_allocated_mib",
+    "samples_completed",
+]
+
+
+def results(runs: list[RunData]) -> Table:
+    rows = []
+    for r in runs:
+        s = r.summary
+        latency = s.get("latency_ms") or {}
+        row = {
+            "run": r.label,
+            "scenario": s.get("scenario"),
+            "mode": s.get("mode"),
+            "backend": s.get("backend"),
+            "status": s.get("status"),
+            "samples_per_second": s.get("samples_per_second"),
+            "result_valid": s.get("result_valid"),
+            "loadgen_validity": _get(s, "loadgen", "result_validity"),
+            "time_to_first_image_s": s.get("time_to_first_image_s"),
+            "peak_cpu_rss_mib": _get(s, "peak_memory", "cpu_rss_mib"),
+            "peak_cuda_allocated_mib": _get(s, "peak_memory", "cuda_allocated_mib"),
+            "samples_completed": s.get("samples_completed"),
+        }
+        row.update({f"latency_{k}_ms": latency.get(k) for k in LATENCY_KEYS})
+        rows.append(row)
+    return _table(
+        "results",
+        "Results",
+        RESULT_COLUMNS,
+        rows,
+        note="samples/s and latency as LoadGen measured them; peak memory over the whole process.",
+    )
+
+
+QUEUEING_COLUMNS = [
+    "run",
+    "queue_delay_p50_ms",
+    "queue_delay_p99_ms",
+    "queue_delay_max_ms",
+    "batch_time_p50_ms",
+    "batch_time_p99_ms",
+    "batch_time_max_ms",
+    "queue_share_p50",
+    "backend_busy_s",
+    "outside_backend_share",
+]
+
+
+def queueing(runs: list[RunData]) -> Table:
+    rows = []
+    for r in runs:
+        queue = _get(r.summary, "harness", "queue_delay_ms") or {}
+        batch = _get(r.summary, "harness", "batch_time_ms") or {}
+        q50, b50 = queue.get("p50"), batch.get("p50")
+        row: dict[str, Any] = {"run": r.label}
+        for key in ("p50", "p99", "max"):
+            row[f"queue_delay_{key}_ms"] = queue.get(key)
+            row[f"batch_time_{key}_ms"] = batch.get(key)
+        row["queue_share_p50"] = round(q50 / (q50 + b50), 4) if q50 is not None and b50 else None
+        row["backend_busy_s"] = _get(r.summary, "timing", "backend_busy_s")
+        row["outside_backend_share"] = _get(r.summary, "timing", "outside_backend_share")
+        rows.append(row)
+    return _table(
+        "queueing",
+        "Queueing delay against generation time",
+        QUEUEING_COLUMNS,
+        rows,
+        note="queue delay: a sample's wait in the SUT queue before its batch started; batch time: the backend's "
+        "generate call; queue_share_p50 = queue p50 / (queue p50 + batch p50).",
+    )
+
+
+STAGE_COLUMNS = ["run", "stage", "total_ms", "mean_ms", "p50_ms", "p99_ms", "share"]
+STEP_COLUMNS = ["run", "count", "total_ms", "mean_ms", "p50_ms", "p99_ms"]
+
+
+def stages(runs: list[RunData]) -> Table:
+    rows = []
+    for r in runs:
+        per_stage = _get(r.summary, "timing", "stages") or {}
+        total = sum((v or {}).get("total_ms") or 0.0 for v in per_stage.values())
+        for name, v in per_stage.items():
+            t = v.get("total_ms")
+            row = {"run": r.label, "stage": name, **{c: v.get(c) for c in STAGE_COLUMNS[2:6]}}
+            row["share"] = round(t / total, 4) if t is not None and total else None
+            rows.append(row)
+    return _table("stages", "Where the time goes: stages", STAGE_COLUMNS, rows)
+
+
+def steps(runs: list[RunData]) -> Table:
+    rows = []
+    for r in runs:
+        v = _get(r.summary, "timing", "steps")
+        if isinstance(v, dict) and v.get("count"):
+            rows.append({"run": r.label, **{c: v.get(c) for c in STEP_COLUMNS[1:]}})
+    return _table("steps", "Denoising steps", STEP_COLUMNS, rows)
+
+
+# -- quality --------------------------------------------------------------------------------------
+
+ACCURACY_COLUMNS = ["run", "clip_score", "fid_score", "count", "verdict", "standin"]
+CATEGORY_COLUMNS = ["run", "category", "clip_score", "count"]
+KEY_VALUE_COLUMNS = ["run", "metric", "value"]
+
+
+def accuracy(runs: list[RunData]) -> Table:
+    rows = []
+    for r in runs:
+        a = r.accuracy
+        if a:
+            rows.append(
+                {
+                    "run": r.label,
+                    "clip_score": a.get("CLIP_SCORE", a.get("clip_score")),
+                    "fid_score": a.get("FID_SCORE", a.get("fid_score")),
+                    "count": a.get("count"),
+                    "verdict": a.get("verdict"),
+                    "standin": a.get("standin"),
+                }
+            )
+    return _table("accuracy", "Accuracy (CLIP score, FID)", ACCURACY_COLUMNS, rows)
+
+
+def by_category(runs: list[RunData]) -> Table:
+    rows = []
+    for r in runs:
+        cats = r.accuracy.get("by_category") or _get(r.summary, "accuracy", "by_category") or {}
+        for name, v in sorted(cats.items()):
+            v = v if isinstance(v, dict) else {"clip_score": v}
+            rows.append({"run": r.label, "category": name, "clip_score": v.get("clip_score"), "count": v.get("count")})
+    return _table("quality_by_category", "Quality by prompt category", CATEGORY_COLUMNS, rows)
+
+
+def key_values(runs: list[RunData], key: str, name: str, title: str) -> Table:
+    """Whatever summary[key] holds (cost, energy, quality), flattened to metric / value rows."""
+    rows = []
+    for r in runs:
+        for metric, value in flatten(r.summary.get(key)).items():
+            rows.append({"run": r.label, "metric": metric, "value": value})
+    return _table(name, title, KEY_VALUE_COLUMNS, rows)
+
+
+# -- several runs side by side --------------------------------------------------------------------
+
+COMPARISON_COLUMNS = ["metric", "run", "value", "baseline", "delta", "delta_pct"]
+
+
+def _metrics(r: RunData) -> dict[str, Any]:
+    s, a = r.summary, r.accuracy
+    out = {
+        "samples_per_second": s.get("samples_per_second"),
+        "latency_p50_ms": _get(s, "latency_ms", "p50"),
+        "latency_p99_ms": _get(s, "latency_ms", "p99"),
+        "time_to_first_image_s": s.get("time_to_first_image_s"),
+        "peak_cpu_rss_mib": _get(s, "peak_memory", "cpu_rss_mib"),
+        "clip_score": a.get("CLIP_SCORE", a.get("clip_score")),
+        "fid_score": a.get("FID_SCORE", a.get("fid_score")),
+    }
+    for stage, v in (_get(s, "timing", "stages") or {}).items():
+        out[f"stage_{stage}_total_ms"] = (v or {}).get("total_ms")
+    return out
+
+
+def comparison(runs: list[RunData]) -> Table:
+    """Every later run against the first: value, baseline, delta and delta in percent."""
+    base = _metrics(runs[0])
+    names = list(base)
+    for r in runs[1:]:
+        names += [k for k in _metrics(r) if k not in names]
+    rows = []
+    for metric in names:
+        b = base.get(metric)
+        for r in runs[1:]:
+            v = _metrics(r).get(metric)
+            if v is None and b is None:
+                continue
+            numeric = isinstance(v, (int, float)) and isinstance(b, (int, float))
+            delta = v - b if numeric else None
+            pct = round(100.0 * delta / b, 2) if numeric and b else None
+            rows.append({"metric": metric, "run": r.label, "value": v, "baseline": b, "delta": delta, "delta_pct": pct})
+    return _table(
+        "comparison",
+        f"Comparison with the first run ({runs[0].label})",
+        COMPARISON_COLUMNS,
+        rows,
+        note="delta = value - baseline; delta_pct = 100 x delta / baseline. Higher samples/s and CLIP score are "
+        "better; lower latency, stage times and FID are better.",
+    )

@@ -1,0 +1,254 @@
+"""`python -m harness sweep`: resolutions x steps x batch sizes, the batch ramp, quality per point."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from harness.batch_ramp import ramp_batch_sizes, run_ramp
+from harness.cmd_sweep import RAMP_COLUMNS, ROW_COLUMNS, _result, peak_memory_mib
+from harness.errors import ConfigError
+from harness.sweep_plan import SweepPlan, load_plan, override
+
+ROOT = Path(__file__).resolve().parent.parent
+# Each point a short LoadGen run: 8 samples, no minimum duration to speak of.
+QUICK = [
+    "--set",
+    "loadgen.min_duration_ms=300",
+    "--set",
+    "loadgen.min_query_count=8",
+    "--set",
+    "loadgen.offline_expected_qps=1",
+    "--set",
+    "loadgen.single_stream_expected_latency_ns=20000000",
+]
+
+
+def _sweep(
+    harness_cache: Path, tmp_path: Path, *args: str, timeout: float = 120
+) -> tuple[subprocess.CompletedProcess, Path]:
+    env = dict(os.environ, HARNESS_CACHE_DIR=str(harness_cache))
+    proc = subprocess.run(
+        [sys.executable, "-m", "harness", "sweep", "--backend", "fake", "--output-dir", str(tmp_path), *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        timeout=timeout,
+    )
+    dirs = sorted(tmp_path.glob("*-sweep-tiny-fake"))
+    return proc, dirs[-1] if dirs else tmp_path
+
+
+@pytest.mark.slow
+def test_sweep_rows_come_from_the_child_runs(harness_cache: Path, tmp_path: Path) -> None:
+    proc, out = _sweep(
+        harness_cache,
+        tmp_path,
+        "--resolutions",
+        "32,64",
+        "--steps",
+        "2,3",
+        "--batch-sizes",
+        "2",
+        *QUICK,
+        "--set",
+        "backend.latency_ms=20",
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    doc = json.loads((out / "sweep.json").read_text())
+    assert set(doc) >= {"rows", "ramp", "by_category"} and doc["ramp"] == [] and doc["by_category"] == []
+    rows = doc["rows"]
+    points = [(r["resolution"], r["steps"], r["scenario"], r["batch_size"]) for r in rows]
+    assert points == [
+        (res, steps, scenario, 1 if scenario == "SingleStream" else 2)
+        for res in (32, 64)
+        for steps in (2, 3)
+        for scenario in ("SingleStream", "Offline")
+    ]
+    for r in rows:
+        assert list(r) == ROW_COLUMNS and r["status"] == "ok" and r["error"] is None
+        summary = json.loads((Path(r["run_dir"]) / "summary.json").read_text())
+        config = (Path(r["run_dir"]) / "config.toml").read_text()
+        assert f"height = {r['resolution']}" in config and f"steps = {r['steps']}" in config
+        assert summary["scenario"] == r["scenario"]
+        assert r["images_per_second"] == summary["samples_per_second"] > 0
+        assert r["peak_memory_mib"] == max(v for v in summary["peak_memory"].values() if v is not None)
+        if r["scenario"] == "SingleStream":
+            assert r["seconds_per_image"] == pytest.approx(summary["latency_ms"]["mean"] / 1e3)
+            assert r["latency_p50_ms"] == summary["latency_ms"]["p50"] <= r["latency_p99_ms"]
+            assert r["seconds_per_image"] >= 0.02  # the fake sleeps 20 ms per call
+        else:
+            assert summary["batch_sizes"] == {"2": 4}  # 8 samples in batches of 2
+            assert r["seconds_per_image"] is None and r["latency_p50_ms"] is None
+    with (out / "sweep.csv").open() as f:
+        table = list(csv.DictReader(f))
+    assert list(table[0]) == ROW_COLUMNS and len(table) == len(rows)
+    assert (out / "ramp.csv").read_text().strip() == ",".join(RAMP_COLUMNS)
+    assert "seconds per image | images per second | peak memory" in proc.stdout
+
+
+@pytest.mark.slow
+def test_the_ramp_records_out_of_memory_marks_the_best_and_goes_on(harness_cache: Path, tmp_path: Path) -> None:
+    # 100 ms per call whatever the batch: throughput doubles with the batch until a batch of 4 runs out of memory.
+    proc, out = _sweep(
+        harness_cache,
+        tmp_path,
+        "--resolutions",
+        "32",
+        "--steps",
+        "2,3",
+        "--scenarios",
+        "Offline",
+        "--ramp",
+        *QUICK,
+        "--set",
+        "backend.latency_ms=100",
+        "--set",
+        "backend.oom_above_batch=2",
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]  # running out of memory ends a ramp; it is not a failure
+    doc = json.loads((out / "sweep.json").read_text())
+    for steps in (2, 3):
+        ramp = [p for p in doc["ramp"] if p["steps"] == steps]
+        assert [(p["batch_size"], p["status"], p["best"]) for p in ramp] == [
+            (1, "ok", False),
+            (2, "ok", True),
+            (4, "oom", False),
+        ]
+        assert "MemoryError" in ramp[2]["error"] and ramp[2]["images_per_second"] is None
+        assert ramp[1]["images_per_second"] > 1.6 * ramp[0]["images_per_second"]
+    # The Offline batch-1 row is the ramp's first run, not a second one.
+    assert len(list((out / "runs").iterdir())) == 6
+    with (out / "ramp.csv").open() as f:
+        assert [r["status"] for r in csv.DictReader(f)] == ["ok", "ok", "oom"] * 2
+
+
+@pytest.mark.slow
+def test_quality_puts_clip_into_the_rows(harness_cache: Path, tmp_path: Path) -> None:
+    proc, out = _sweep(
+        harness_cache,
+        tmp_path,
+        "--resolutions",
+        "32",
+        "--steps",
+        "2",
+        "--scenarios",
+        "Offline",
+        "--quality",
+        *QUICK,
+        "--set",
+        "dataset.count=4",
+        timeout=240,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    doc = json.loads((out / "sweep.json").read_text())
+    (quality,) = doc["quality"]
+    accuracy = json.loads((Path(quality["run_dir"]) / "accuracy.json").read_text())
+    assert quality["clip_score"] == accuracy["CLIP_SCORE"] == doc["rows"][0]["clip_score"]
+    expected = [{"category": k, **v} for k, v in (accuracy.get("by_category") or {}).items()]
+    assert [{k: c[k] for k in ("category", "clip_score", "count")} for c in doc["by_category"]] == [
+        {k: e.get(k) for k in ("category", "clip_score", "count")} for e in expected
+    ]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--resolutions", "abc"], "resolutions must be comma-separated integers"),
+        (["--steps", "0"], "steps must be comma-separated integers >= 1"),
+        (["--scenarios", "Offlin"], "unknown scenario"),
+        (["--resolutions", "30"], "multiples of model.vae_scale_factor"),
+        (["--ramp-min-gain", "x"], "--ramp-min-gain must be a number"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_code_2(tmp_path: Path, args: list[str], message: str) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "harness", "sweep", "--output-dir", str(tmp_path), *args],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=60,
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.strip().count("\n") == 0 and proc.stderr.startswith("error:") and message in proc.stderr
+    assert not list(tmp_path.iterdir())  # nothing ran
+
+
+# The ramp's stopping rule, with measured throughputs given -----------------------------------------
+
+
+def _measure(throughputs: dict[int, float | str]):
+    calls: list[int] = []
+
+    def measure(b: int) -> dict:
+        calls.append(b)
+        value = throughputs[b]
+        if value == "oom":
+            return {"images_per_second": None, "status": "oom", "error": "MemoryError"}
+        return {"images_per_second": value, "peak_memory_mib": 100.0 * b, "status": "ok", "error": None}
+
+    return measure, calls
+
+
+def test_the_ramp_stops_when_throughput_stops_rising() -> None:
+    measure, calls = _measure({1: 10.0, 2: 18.0, 4: 30.0, 8: 30.5, 16: 40.0})
+    points = run_ramp(measure, max_batch=64, min_gain=0.03)
+    assert calls == [1, 2, 4, 8]  # 8 gains under 3% over 4: stop, 16 never runs
+    assert [p["best"] for p in points] == [False, False, False, True]  # 8 is still the highest
+    measure, calls = _measure({1: 10.0, 2: 18.0, 4: 17.0})
+    points = run_ramp(measure, max_batch=64, min_gain=0.03)
+    assert calls == [1, 2, 4] and [p["batch_size"] for p in points if p["best"]] == [2]
+
+
+def test_the_ramp_stops_at_out_of_memory_and_at_max_batch() -> None:
+    measure, calls = _measure({1: 10.0, 2: 20.0, 4: "oom", 8: 80.0})
+    points = run_ramp(measure, max_batch=64)
+    assert calls == [1, 2, 4] and points[-1]["status"] == "oom" and points[1]["best"]
+    measure, calls = _measure({1: 10.0, 2: 20.0, 4: 40.0, 6: 60.0, 8: 80.0})
+    run_ramp(measure, max_batch=6)
+    assert calls == [1, 2, 4, 6]
+    assert ramp_batch_sizes(64) == [1, 2, 4, 8, 16, 32, 64] and ramp_batch_sizes(1) == [1]
+    measure, calls = _measure({1: "oom"})
+    assert not any(p["best"] for p in run_ramp(measure))
+
+
+def test_a_run_that_dies_before_its_summary_is_classified_from_stderr(tmp_path: Path) -> None:
+    oom = subprocess.CompletedProcess([], 1, "", "Traceback ...\ntorch.OutOfMemoryError: CUDA out of memory. Tried")
+    res = _result(oom, None)
+    assert res["status"] == "oom" and "CUDA out of memory" in res["error"] and res["summary"] is None
+    bad = subprocess.CompletedProcess([], 2, "", "loading\nerror: model folder 'x' does not exist\n")
+    assert _result(bad, tmp_path / "run" / "summary.json") == {
+        "status": "error",
+        "error": "model folder 'x' does not exist",
+        "summary": None,
+        "run_dir": str(tmp_path / "run"),
+    }
+
+
+def test_peak_memory_prefers_the_device_figure() -> None:
+    cpu = {"cpu_rss_mib": 500.0, "children_rss_mib": 900.0, "cuda_allocated_mib": None, "cuda_reserved_mib": None}
+    assert peak_memory_mib({"peak_memory": cpu}) == 900.0
+    assert (
+        peak_memory_mib({"peak_memory": {**cpu, "cuda_allocated_mib": 3000.0, "cuda_reserved_mib": 3500.0}}) == 3500.0
+    )
+    assert peak_memory_mib(None) is None
+
+
+def test_a_plan_file_gives_the_lists_and_flags_win(tmp_path: Path) -> None:
+    plan_file = tmp_path / "sweep.toml"
+    plan_file.write_text('resolutions = [512, 1024]\nsteps = [4, 8]\nscenarios = ["Offline"]\nramp = true\n')
+    plan = load_plan(plan_file)
+    assert plan == SweepPlan(resolutions=(512, 1024), steps=(4, 8), scenarios=("Offline",), ramp=True)
+    assert override(plan, {"steps": "2", "ramp": None}).steps == (2,)
+    plan_file.write_text("resolution = [512]\n")
+    with pytest.raises(ConfigError, match="unknown key.*resolution"):
+        load_plan(plan_file)
+    with pytest.raises(ConfigError, match="batch_sizes must be"):
+        override(plan, {"batch_sizes": [1.5]})
