@@ -41,6 +41,7 @@ from typing import Any
 
 from harness.batch_ramp import run_ramp
 from harness.config import resolve_config
+from harness.cost import acceptance
 from harness.errors import ConfigError, HarnessError
 from harness.run_dir import write_json
 from harness.sweep_plan import SweepPlan, load_plan, override
@@ -57,6 +58,22 @@ ROW_COLUMNS = [
     "latency_p99_ms",
     "peak_memory_mib",
     "clip_score",
+    "cost_per_image_usd",
+    "images_per_usd",
+    "cost_per_accepted_image_usd",
+    "first_image_cold_s",
+    "first_image_warm_s",
+    "status",
+    "error",
+    "run_dir",
+]
+QUALITY_COLUMNS = [
+    "resolution",
+    "steps",
+    "clip_score",
+    "fid_score",
+    "lpips_diversity",
+    "accepted_share",
     "status",
     "error",
     "run_dir",
@@ -153,6 +170,8 @@ class Sweep:
         self.args, self.plan, self.out = args, plan, out
         self.done: dict[tuple[int, int, int, str, str], dict[str, Any]] = {}  # (r, n, b, scenario, mode) -> result
         self.best_ips: dict[tuple[int, int], float] = {}  # Offline, per (resolution, steps)
+        # the acceptance rule for cost per accepted image, applied to each quality run's per-image CLIP
+        self.accept_clip_min = resolve_config(args.model, args.config, None, args.sets).cost.accept_clip_min
 
     def run(self, resolution: int, steps: int, batch_size: int, scenario: str, mode: str = "performance") -> dict:
         key = (resolution, steps, batch_size, scenario, mode)
@@ -225,6 +244,8 @@ def row(resolution: int, steps: int, batch_size: int, scenario: str, result: dic
     lat = (s or {}).get("latency_ms") or {}
     per_image = scenario != "Offline"  # Offline latencies count from the one query's issue
     mean = lat.get("mean")
+    cost = (s or {}).get("cost") or {}
+    first = (s or {}).get("time_to_first_image_s") or {}
     return {
         "resolution": resolution,
         "steps": steps,
@@ -237,6 +258,11 @@ def row(resolution: int, steps: int, batch_size: int, scenario: str, result: dic
         "latency_p99_ms": lat.get("p99") if per_image else None,
         "peak_memory_mib": peak_memory_mib(result["summary"]),
         "clip_score": None,
+        "cost_per_image_usd": cost.get("cost_per_image_usd"),  # with cost.gpu_hour_usd or cost.instance
+        "images_per_usd": cost.get("images_per_usd"),
+        "cost_per_accepted_image_usd": None,  # filled from the point's quality run (its per-image CLIP)
+        "first_image_cold_s": first.get("cold"),
+        "first_image_warm_s": first.get("warm"),
         "status": result["status"],
         "error": result["error"],
         "run_dir": result["run_dir"],
@@ -252,11 +278,16 @@ def _quality(sweep: Sweep, resolution: int, steps: int) -> tuple[dict[str, Any],
     status = result["status"]
     if status == "ok" and accuracy.get("CLIP_SCORE") is None:
         status, result["error"] = "error", ((result["summary"] or {}).get("accuracy") or {}).get("error")
+    lpips = ((result["summary"] or {}).get("quality") or {}).get("lpips_diversity") or {}
+    clip_min = sweep.accept_clip_min
+    accepted = acceptance(clip_min, accuracy.get("clip_scores")) if clip_min > 0 else {}
     entry = {
         "resolution": resolution,
         "steps": steps,
         "clip_score": accuracy.get("CLIP_SCORE"),
         "fid_score": accuracy.get("FID_SCORE"),
+        "lpips_diversity": lpips.get("mean"),  # with quality.diversity_seeds > 0
+        "accepted_share": accepted.get("accepted_share"),  # with cost.accept_clip_min > 0
         "status": status,
         "error": result["error"],
         "run_dir": result["run_dir"],
@@ -290,9 +321,13 @@ def run_sweep(args: argparse.Namespace, plan: SweepPlan, out: Path) -> dict[str,
                 by_category += categories
                 clip = entry["clip_score"]
             # 2. Latency and throughput per scenario and batch size.
+            share = quality[-1]["accepted_share"] if plan.quality else None
             for scenario in plan.scenarios:
                 for b in (1,) if scenario == "SingleStream" else plan.batch_sizes:
-                    rows.append({**row(r, n, b, scenario, sweep.run(r, n, b, scenario)), "clip_score": clip})
+                    point = {**row(r, n, b, scenario, sweep.run(r, n, b, scenario)), "clip_score": clip}
+                    if share and point["cost_per_image_usd"]:
+                        point["cost_per_accepted_image_usd"] = point["cost_per_image_usd"] / share
+                    rows.append(point)
             # 3. The batch ramp (Offline), reusing the Offline runs above.
             if plan.ramp:
 
@@ -377,6 +412,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     _write_csv(out / "sweep.csv", ROW_COLUMNS, result["rows"])
     _write_csv(out / "ramp.csv", RAMP_COLUMNS, result["ramp"])
+    if result["quality"]:
+        _write_csv(out / "quality.csv", QUALITY_COLUMNS, result["quality"])
     print("\n".join(table_lines(result)))
     _write_report(out)
     print(f"sweep results: {out}")

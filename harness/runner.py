@@ -448,6 +448,7 @@ def run_benchmark(cfg: RunConfig, run_dir: Path, progress: ProgressFn | None = N
     summary = _summarise(cfg, run_dir, sut, blockers, phases.seconds, outcome)
     summary["weights"] = cfg.model.weights
     summary["profile"] = profiling.outputs(cfg.profile, run_dir)
+    write_sample_latencies(run_dir / "sample_latencies.csv", sut.stats.sample_latencies)
     # 7. Accuracy mode: score mlperf_log_accuracy.json (CLIP, FID) -> accuracy.txt, accuracy.json.
     if accuracy_plan is not None and summary["status"] == "ok":
         summary["accuracy"] = phases.timed(
@@ -560,6 +561,13 @@ def drive_loadgen(
         lg.DestroyQSL(lg_qsl)
         lg.DestroySUT(lg_sut)
     return {"wall_s": wall_s, "interrupted": interrupted, "loadgen_alive": alive}
+
+
+def write_sample_latencies(path: Path, latencies: Sequence[tuple[int, int]]) -> None:
+    """One row per answered sample, in completion order: the report's latency distribution."""
+    with path.open("w", encoding="utf-8") as f:
+        f.write("sample_index,latency_ms\n")
+        f.writelines(f"{i},{ns / 1e6:.3f}\n" for i, ns in latencies)
 
 
 def _percentiles_ms(values_ns: list[int]) -> dict[str, float]:

@@ -61,6 +61,9 @@ class SutStats:
     batch_stages: list[dict[str, int]] = field(default_factory=list)  # backend stage times, per batch
     steps_ns: list[int] = field(default_factory=list)  # every denoising step of every batch
     handback_ns: list[int] = field(default_factory=list)  # QuerySamplesComplete, per batch
+    # (sample index, ns from issue_queries to QuerySamplesComplete) per answered sample: the SUT's view
+    # of each latency, for the distribution that LoadGen's summary gives only as percentiles
+    sample_latencies: list[tuple[int, int]] = field(default_factory=list)
     first_image_unix_s: float | None = None  # wall clock when the first image was handed back (cold TTFI)
 
 
@@ -196,12 +199,14 @@ class SystemUnderTest:
             ]
         start_ns = time.perf_counter_ns()
         lg.QuerySamplesComplete(responses)
-        handback_ns = time.perf_counter_ns() - start_ns
+        end_ns = time.perf_counter_ns()
+        handback_ns = end_ns - start_ns
         del images  # the buffers may go only now: LoadGen has copied what it logs
         with self._lock:
             self.stats.completed += len(queries)
             if responses and responses[0].size:
                 self.stats.handback_ns.append(handback_ns)
+                self.stats.sample_latencies.extend((q.sample_index, end_ns - q.enqueued_ns) for q in queries)
                 if self.stats.first_image_unix_s is None:
                     self.stats.first_image_unix_s = time.time()
 

@@ -114,7 +114,17 @@ def scored_copy(accuracy_run: Path, dest: Path) -> Path:
     (dest / "accuracy.json").write_text(json.dumps(accuracy))
     summary = json.loads((dest / "summary.json").read_text())
     summary["accuracy"] = {k: v for k, v in accuracy.items() if k != "by_category"}
-    summary["quality"] = {"lpips_diversity": {"mean": 0.4125, "by_category": {"animals": 0.5, "food": 0.325}}}
+    summary["quality"] = {
+        "lpips_diversity": {
+            "mean": 0.4125,
+            "seeds": 3,
+            "by_category": {"animals": 0.5, "food": 0.325},
+            "per_prompt": [
+                {"prompt": "a red fox in snow", "category": "animals", "mean": 0.5, "pairs": 3},
+                {"prompt": "a bowl of ramen", "category": "food", "mean": 0.325, "pairs": 3},
+            ],
+        }
+    }
     summary["cost"] = {"gpu_hour_usd": 2.5, "usd_per_image": 0.0125, "usd_per_1000_images": 12.5}
     summary["energy"] = {"joules_per_image": 123.0, "source": "nvml"}
     summary["time_to_first_image_s"] = 1.75
@@ -141,7 +151,9 @@ def _sweep_row(res: int, steps: int, batch: int, ips: float | None, clip: float 
     }
 
 
-def make_sweep(dest: Path) -> Path:
+def make_sweep(dest: Path, quality_run: Path | None = None, latency_run: Path | None = None) -> Path:
+    """sweep.json to its contract; `quality_run` stands for the quality run of (64, 4) (contact sheet,
+    LPIPS) and `latency_run` for a SingleStream point (latency distribution)."""
     rows = [
         _sweep_row(64, 4, 1, 8.0, 30.5),
         _sweep_row(64, 8, 1, 4.5, 31.25),
@@ -159,9 +171,16 @@ def make_sweep(dest: Path) -> Path:
         for s in (4, 8)
         for i, c in enumerate(("animals", "food"))
     ]
+    quality = [
+        {"resolution": 64, "steps": 4, "clip_score": 30.5, "fid_score": 40.0, "lpips_diversity": 0.4125}
+        | {"accepted_share": 0.75, "status": "ok", "error": None, "run_dir": str(quality_run or "")},
+    ]
+    if latency_run is not None:
+        rows.append(_sweep_row(64, 4, 1, 9.0, 30.5) | {"scenario": "SingleStream", "run_dir": str(latency_run)})
     dest.mkdir(parents=True)
     (dest / "runs").mkdir()
-    (dest / "sweep.json").write_text(json.dumps({"rows": rows, "ramp": ramp, "by_category": by_category}))
+    doc = {"rows": rows, "ramp": ramp, "by_category": by_category, "quality": quality}
+    (dest / "sweep.json").write_text(json.dumps(doc))
     return dest
 
 

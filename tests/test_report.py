@@ -15,7 +15,7 @@ import pytest
 
 from harness.errors import HarnessError
 from harness.report import build_document, collect, write_report
-from harness.report.collect import trace_latencies_ms
+from harness.report.collect import sut_latencies_ms, trace_latencies_ms
 from harness.report.contact_sheet import categories
 from harness.report.document import fmt
 from tests.report_helpers import (
@@ -34,7 +34,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory, harness_cache: Path) -> dict[
     base = tmp_path_factory.mktemp("report-runs")
     made = make_runs(base, harness_cache)
     made["scored"] = scored_copy(made["accuracy"], base / "scored-run")
-    made["sweep"] = make_sweep(base / "sweep-1")
+    made["sweep"] = make_sweep(base / "sweep-1", quality_run=made["scored"], latency_run=made["slow"])
     made["scale"] = make_scale(base / "scale-1", [made["fast"], made["slow"]])
     made["compare"] = make_compare(base / "compare-1", made["fast"], made["slow"])
     return made
@@ -87,7 +87,21 @@ def test_trace_has_one_latency_per_sample(runs: dict[str, Path]) -> None:
     assert len(latencies) == s["samples_completed"]
     assert max(latencies) == pytest.approx(s["latency_ms"]["max"], abs=1e-3)
     assert min(latencies) == pytest.approx(s["latency_ms"]["min"], abs=1e-3)
-    assert trace_latencies_ms(runs["slow"] / "mlperf_log_trace.json") == []  # no trace: percentiles instead
+    assert trace_latencies_ms(runs["slow"] / "mlperf_log_trace.json") == []  # no trace: the SUT's instead
+
+
+def test_without_a_trace_the_sut_latencies_agree_with_loadgen(runs: dict[str, Path]) -> None:
+    """sample_latencies.csv (issue_queries to QuerySamplesComplete, in the SUT) against LoadGen's own
+    percentiles of the same run: one latency per sample, the same distribution within a few ms."""
+    import numpy as np
+
+    s = _summary(runs["slow"])
+    (run,) = collect([runs["slow"]])
+    assert (
+        len(run.latencies_ms) == s["samples_completed"] == len(sut_latencies_ms(runs["slow"] / "sample_latencies.csv"))
+    )
+    for key, q in (("p50", 50), ("p90", 90), ("max", 100)):
+        assert np.percentile(run.latencies_ms, q) == pytest.approx(s["latency_ms"][key], abs=5.0)
 
 
 def test_a_failed_run_is_called_out_at_the_top(runs: dict[str, Path], tmp_path: Path) -> None:
@@ -140,8 +154,12 @@ def test_quality_cost_energy_and_contact_sheet(runs: dict[str, Path], tmp_path: 
     }
     accuracy, _ = _table(out, "accuracy")
     assert (accuracy[0]["clip_score"], accuracy[0]["fid_score"], accuracy[0]["verdict"]) == ("31.5", "23.4", "PASS")
-    quality = {r["metric"]: r["value"] for r in _table(out, "quality")[0]}
-    assert quality["lpips_diversity.mean"] == "0.4125" and quality["lpips_diversity.by_category.food"] == "0.325"
+    lpips = [(r["category"], r["prompt"], r["lpips_diversity"], r["seeds"]) for r in _table(out, "lpips_diversity")[0]]
+    assert lpips == [
+        ("animals", "a red fox in snow", "0.5", "3"),
+        ("food", "a bowl of ramen", "0.325", "3"),
+        ("(all)", "", "0.4125", "3"),
+    ]
     cost = {r["metric"]: r["value"] for r in _table(out, "cost")[0]}
     assert cost["usd_per_image"] == "0.0125"
     energy = {r["metric"]: r["value"] for r in _table(out, "energy")[0]}
@@ -178,13 +196,23 @@ def test_sweep_dir(runs: dict[str, Path], tmp_path: Path) -> None:
         "images_per_second",
         "latency_p50_ms",
     ]
-    assert len(speed) == 5 and speed[0]["seconds_per_image"] == "0.125"
+    assert len(speed) == 6 and speed[0]["seconds_per_image"] == "0.125"
     ramp, _ = _table(out, "sweep_ramp")
     assert [r["batch_size"] for r in ramp if r["best"] == "True"] == ["4"]
     steps = {(r["resolution"], r["steps"]): r for r in _table(out, "sweep_steps_quality")[1]["rows"]}
     assert steps[(128, 8)]["clip_score"] == 31.75 and steps[(128, 8)]["seconds_per_image"] == 0.8
     assert len(_table(out, "sweep_quality_by_category")[0]) == 4
-    for fig in ("sweep_throughput_vs_batch", "sweep_time_vs_resolution"):
+    (quality,) = _table(out, "sweep_quality")[0]
+    assert (quality["lpips_diversity"], quality["accepted_share"]) == ("0.4125", "0.75")
+    # from the sweep's own runs: the quality run's images and LPIPS, the SingleStream run's latencies
+    assert [r["category"] for r in _table(out, "sweep_lpips_diversity")[0]] == ["animals", "food", "(all)"]
+    assert "64 px, 4 steps: images by category" in md
+    for fig in (
+        "sweep_throughput_vs_batch",
+        "sweep_time_vs_resolution",
+        "sweep_contact_sheet_1",
+        "sweep_latency_distribution",
+    ):
         assert (out / "figures" / f"{fig}.png").stat().st_size > 1000
     head = md.split("## ", 1)[0]
     assert "CUDA out of memory at batch 4" in head  # the failed point is called out

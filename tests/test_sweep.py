@@ -140,11 +140,11 @@ def test_quality_puts_clip_into_the_rows(harness_cache: Path, tmp_path: Path) ->
         "--steps",
         "2",
         "--scenarios",
-        "Offline",
+        "SingleStream,Offline",
         "--quality",
         *QUICK,
-        "--set",
-        "dataset.count=4",
+        *("--set", "dataset.count=12", "--set", "cost.gpu_hour_usd=2.5"),
+        *("--set", "quality.diversity_seeds=2", "--set", "quality.diversity_prompts=2"),
         timeout=240,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -152,10 +152,27 @@ def test_quality_puts_clip_into_the_rows(harness_cache: Path, tmp_path: Path) ->
     (quality,) = doc["quality"]
     accuracy = json.loads((Path(quality["run_dir"]) / "accuracy.json").read_text())
     assert quality["clip_score"] == accuracy["CLIP_SCORE"] == doc["rows"][0]["clip_score"]
-    expected = [{"category": k, **v} for k, v in (accuracy.get("by_category") or {}).items()]
+    expected = [{"category": k, **v} for k, v in accuracy["by_category"].items()]
+    assert len(expected) >= 2  # the first 12 prompts of the default pack span two categories
     assert [{k: c[k] for k in ("category", "clip_score", "count")} for c in doc["by_category"]] == [
         {k: e.get(k) for k in ("category", "clip_score", "count")} for e in expected
     ]
+    # LPIPS diversity of the quality run, and the cost of each row from its own throughput
+    child = json.loads((Path(quality["run_dir"]) / "summary.json").read_text())
+    assert quality["lpips_diversity"] == child["quality"]["lpips_diversity"]["mean"] is not None
+    for r in doc["rows"]:
+        # throughput: Offline's samples/s; SingleStream's 1 / mean latency (harness/cost.py)
+        ips = r["images_per_second"] if r["scenario"] == "Offline" else 1 / r["seconds_per_image"]
+        assert r["cost_per_image_usd"] == pytest.approx(2.5 / 3600 / ips, rel=1e-4)
+        assert r["images_per_usd"] == pytest.approx(1 / r["cost_per_image_usd"], rel=1e-3)
+        assert r["cost_per_accepted_image_usd"] is None  # no acceptance rule given
+        assert r["first_image_cold_s"] > r["first_image_warm_s"] > 0
+    # the sweep's report: quality tables, LPIPS, the quality run's images, the SingleStream latency plot
+    md = (out / "report.md").read_text()
+    for heading in ("Quality per resolution and steps", "LPIPS diversity", "Sweep quality by prompt category"):
+        assert heading in md
+    for fig in ("sweep_contact_sheet_1", "sweep_latency_distribution"):
+        assert (out / "figures" / f"{fig}.png").stat().st_size > 1000
 
 
 @pytest.mark.parametrize(

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from harness.report import dir_tables, plots, tables
-from harness.report.collect import DirData, Input, RunData
+from harness.report.collect import DirData, Input, RunData, load_run
 from harness.report.contact_sheet import contact_sheet
 from harness.report.document import Document, Figure, Section, Table
 from harness.report.problems import problems
@@ -31,8 +33,9 @@ def _run_sections(runs: list[RunData]) -> list[Section]:
         "latency_distribution",
         "Latency distribution",
         plots.latency_cdf(runs),
-        "per-sample latencies from LoadGen's trace (mlperf_log_trace.json) where it has them, else the "
-        "percentiles of summary.json; performance runs that finished only.",
+        "per-sample latencies from LoadGen's trace (mlperf_log_trace.json, profile.loadgen_trace) where it "
+        "has one, else the SUT's (sample_latencies.csv: issue to QuerySamplesComplete), else the percentiles "
+        "of summary.json; performance runs that finished only.",
     )
 
     timing = Section("Where the time goes")
@@ -46,7 +49,7 @@ def _run_sections(runs: list[RunData]) -> list[Section]:
     quality = Section("Quality")
     _add(quality, tables.accuracy(runs))
     _add(quality, tables.by_category(runs))
-    _add(quality, tables.key_values(runs, "quality", "quality", "Quality beyond the accuracy gate"))
+    _add(quality, tables.lpips_by_category(runs))
 
     images = Section("Contact sheets")
     for i, r in enumerate(runs):
@@ -72,9 +75,24 @@ def _dir_sections(kind: str, dirs: list[DirData]) -> list[Section]:
             speed, "sweep_throughput_vs_batch", "Throughput against batch size", plots.sweep_throughput_vs_batch(dirs)
         )
         _figure(speed, "sweep_time_vs_resolution", "Time against resolution", plots.sweep_time_vs_resolution(dirs))
+        children = sweep_runs(dirs)
+        _figure(
+            speed,
+            "sweep_latency_distribution",
+            "Latency distribution (SingleStream)",
+            plots.latency_cdf(children["latency"]),
+            "per-image latency of each resolution and step count, batch 1.",
+        )
         quality = Section("Sweep: quality")
         _add(quality, dir_tables.sweep_steps_quality(dirs))
+        _add(quality, dir_tables.sweep_quality(dirs))
         _add(quality, dir_tables.sweep_by_category(dirs))
+        _add(quality, tables.lpips_by_category(children["quality"], "sweep_lpips_diversity"))
+        for i, r in enumerate(children["quality"]):
+            png, note = contact_sheet(r)
+            if note:
+                quality.notes.append(f"{r.label}: {note}")
+            _figure(quality, f"sweep_contact_sheet_{i + 1}", f"{r.label}: images by category", png)
         return [speed, quality]
     if kind == "scale":
         section = Section("Scaling")
@@ -85,6 +103,22 @@ def _dir_sections(kind: str, dirs: list[DirData]) -> list[Section]:
     _add(section, dir_tables.compare(dirs))
     _figure(section, "compare_throughput", "Throughput by backend", plots.compare_throughput(dirs))
     return [section]
+
+
+def sweep_runs(dirs: list[DirData]) -> dict[str, list[RunData]]:
+    """The sweep's own runs the report draws from: SingleStream runs (latency distribution) and the
+    quality runs (contact sheets, LPIPS), labelled by their point; runs that are gone are skipped."""
+    out: dict[str, list[RunData]] = {"latency": [], "quality": []}
+    for d in dirs:
+        prefix = f"{d.label}: " if len(dirs) > 1 else ""
+        picks = [("latency", r) for r in d.data.get("rows") or [] if r.get("scenario") == "SingleStream"]
+        picks += [("quality", q) for q in d.data.get("quality") or []]
+        for kind, point in picks:
+            path = Path(point.get("run_dir") or "")
+            if point.get("status") == "ok" and (path / "summary.json").is_file():
+                label = f"{prefix}{point.get('resolution')} px, {point.get('steps')} steps"
+                out[kind].append(load_run(path, label))
+    return out
 
 
 def _alert(row: dict[str, object]) -> str:

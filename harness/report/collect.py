@@ -93,6 +93,22 @@ def trace_latencies_ms(path: Path) -> list[float]:
     return out
 
 
+def sut_latencies_ms(path: Path) -> list[float]:
+    """Per-sample latencies the SUT measured (issue_queries to QuerySamplesComplete), sample_latencies.csv;
+    [] when the run has none (runs made before the file existed)."""
+    if not path.is_file():
+        return []
+    out: list[float] = []
+    with path.open(encoding="utf-8") as f:
+        next(f, None)
+        for line in f:
+            try:
+                out.append(float(line.rsplit(",", 1)[1]))
+            except (IndexError, ValueError):
+                continue
+    return out
+
+
 def load_run(path: Path, label: str) -> RunData:
     summary = _read_json(path / "summary.json")
     manifest = _read_json(path / "manifest.json") if (path / "manifest.json").is_file() else {}
@@ -112,7 +128,8 @@ def load_run(path: Path, label: str) -> RunData:
         manifest=manifest,
         config=_read_toml(path / "config.toml"),
         accuracy=accuracy,
-        latencies_ms=trace_latencies_ms(path / "mlperf_log_trace.json"),
+        latencies_ms=trace_latencies_ms(path / "mlperf_log_trace.json")
+        or sut_latencies_ms(path / "sample_latencies.csv"),
         images=images,
     )
 

@@ -24,6 +24,22 @@ SWEEP_SPEED_COLUMNS = [
     "latency_p99_ms",
     "peak_memory_mib",
     "clip_score",
+    "cost_per_image_usd",
+    "images_per_usd",
+    "cost_per_accepted_image_usd",
+    "first_image_cold_s",
+    "first_image_warm_s",
+    "status",
+    "error",
+]
+SWEEP_QUALITY_COLUMNS = [
+    "run",
+    "resolution",
+    "steps",
+    "clip_score",
+    "fid_score",
+    "lpips_diversity",
+    "accepted_share",
     "status",
     "error",
 ]
@@ -87,7 +103,10 @@ def sweep_speed(sweeps: list[DirData]) -> Table:
         "Speed by resolution, steps and batch size",
         SWEEP_SPEED_COLUMNS,
         rows,
-        note="seconds per image = 1 / images per second; p50 / p95 / p99 latency in ms; peak memory in MiB.",
+        note="seconds per image: SingleStream's mean latency (Offline has none: its latencies count from the "
+        "one query's issue); p50 / p95 / p99 latency in ms; peak memory in MiB; cost columns with a price "
+        "(cost.gpu_hour_usd or cost.instance), per accepted image with cost.accept_clip_min; time to first "
+        "image in s, cold from process start, warm on the loaded process.",
     )
 
 
@@ -127,6 +146,19 @@ def sweep_steps_quality(sweeps: list[DirData]) -> Table:
         SWEEP_STEPS_COLUMNS,
         rows,
         note="clip_score: mean over the batch sizes scored at that point; seconds_per_image: the fastest of them.",
+    )
+
+
+def sweep_quality(sweeps: list[DirData]) -> Table:
+    rows = [r for d in sweeps for r in _pick(d, "quality", SWEEP_QUALITY_COLUMNS)]
+    return _table(
+        "sweep_quality",
+        "Quality per resolution and steps",
+        SWEEP_QUALITY_COLUMNS,
+        rows,
+        note="one accuracy-mode run per point: CLIP and FID as the accuracy mode scores them; lpips_diversity: "
+        "mean LPIPS between images of the same prompt with different seeds (quality.diversity_seeds); "
+        "accepted_share: images whose CLIP score passes cost.accept_clip_min.",
     )
 
 

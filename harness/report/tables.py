@@ -274,6 +274,45 @@ def by_category(runs: list[RunData]) -> Table:
     return _table("quality_by_category", "Quality by prompt category", CATEGORY_COLUMNS, rows)
 
 
+LPIPS_COLUMNS = ["run", "category", "prompt", "lpips_diversity", "pairs", "seeds"]
+
+
+def lpips_by_category(runs: list[RunData], name: str = "lpips_diversity") -> Table:
+    """LPIPS diversity per prompt (quality.diversity_seeds): the mean distance between the images of one
+    prompt made with different seeds; higher = more varied. Each category's first prompt comes first."""
+    rows = []
+    for r in runs:
+        lp = _get(r.summary, "quality", "lpips_diversity") or {}
+        for p in lp.get("per_prompt") or []:
+            rows.append(
+                {
+                    "run": r.label,
+                    "category": p.get("category"),
+                    "prompt": p.get("prompt"),
+                    "lpips_diversity": p.get("mean"),
+                    "pairs": p.get("pairs"),
+                    "seeds": lp.get("seeds"),
+                }
+            )
+        if lp.get("per_prompt"):
+            rows.append(
+                {
+                    "run": r.label,
+                    "category": "(all)",
+                    "prompt": "",
+                    "lpips_diversity": lp.get("mean"),
+                    "seeds": lp.get("seeds"),
+                }
+            )
+    return _table(
+        name,
+        "LPIPS diversity (same prompt, different seeds)",
+        LPIPS_COLUMNS,
+        rows,
+        note="mean pairwise LPIPS (AlexNet) between the images of one prompt made with different latent seeds.",
+    )
+
+
 def key_values(runs: list[RunData], key: str, name: str, title: str) -> Table:
     """Whatever summary[key] holds (cost, energy, quality), flattened to metric / value rows."""
     rows = []
