@@ -211,6 +211,10 @@ def main(argv: list[str] | None = None) -> int:
     (out / "compare.md").write_text(text, encoding="utf-8")
     write_chart(report, out / "compare.png")
     print(text)
+    from harness.report import write_report
+
+    md, html = write_report([out], out)
+    print(f"report: {md}, {html}")
     print(f"compare directory: {out}")
     failed = [r["backend"] for r in rows if r["status"] != "ok"]
     if failed:

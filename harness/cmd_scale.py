@@ -134,11 +134,15 @@ def main(argv: list[str] | None = None) -> int:
         writer.writeheader()
         writer.writerows(rows)
     _plot(rows, out / "scale.png")
+    from harness.report import write_report
+
+    md, html = write_report([out], out)
     for r in rows:
         print(
             f"{r['scenario']:>12} workers={r['workers']}: {r['samples_per_second']} samples/s, "
             f"speedup {r['speedup']}, efficiency {r['efficiency']}"
         )
+    print(f"report: {md}, {html}")
     print(f"scale results: {out}")
     return 0 if all(r["status"] == "ok" for r in rows) else 1
 

@@ -387,10 +387,8 @@ def _write_csv(path: Path, columns: list[str], rows: list[dict[str, Any]]) -> No
 
 
 def _write_report(out: Path) -> None:
-    try:
-        from harness.report import write_report
-    except ImportError:
-        return
+    from harness.report import write_report
+
     md, html = write_report([out], out)
     print(f"report: {md}, {html}")
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import math
 import os
@@ -187,4 +188,10 @@ def test_compare_eager_and_onnxruntime_end_to_end(harness_cache: Path, tmp_path:
     for stage in ("text_encode", "denoise", "vae_decode", "to_uint8", "one denoising step"):
         assert f"| {stage} | " in text
     assert ort["timing"]["steps"]["count"] == eager["timing"]["steps"]["count"] > 0
+    # the compare's report: the same results and the stage times per backend, exported
+    report_md = (out / "report.md").read_text()
+    assert "Backends side by side" in report_md and "Where each backend's time went" in report_md
+    with (out / "tables" / "compare_stages.csv").open() as f:
+        stages = {(r["backend"], r["stage"]) for r in csv.DictReader(f)}
+    assert ("onnxruntime", "denoising_step") in stages and ("diffusers-eager", "vae_decode") in stages
     assert len(list((out / "runs").iterdir())) == 4 and len(list((out / "logs").iterdir())) == 4

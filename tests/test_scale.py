@@ -53,6 +53,8 @@ def test_scale_writes_throughput_speedup_and_efficiency(harness_cache: Path, tmp
         table = list(csv.DictReader(f))
     assert list(table[0]) == COLUMNS and len(table) == 2
     assert (out / "scale.png").stat().st_size > 5000
+    assert "Scaling with the worker count" in (out / "report.md").read_text()
+    assert (out / "tables" / "scale.csv").is_file() and (out / "report.html").is_file()
     assert "speedup" in proc.stdout
 
 

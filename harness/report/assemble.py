@@ -101,6 +101,7 @@ def _dir_sections(kind: str, dirs: list[DirData]) -> list[Section]:
         return [section]
     section = Section("Backend comparison")
     _add(section, dir_tables.compare(dirs))
+    _add(section, dir_tables.compare_stages(dirs))
     _figure(section, "compare_throughput", "Throughput by backend", plots.compare_throughput(dirs))
     return [section]
 

@@ -178,6 +178,32 @@ def scale(dirs: list[DirData]) -> Table:
     )
 
 
+COMPARE_STAGE_COLUMNS = ["run", "backend", "stage", "mean_ms", "p50_ms", "p99_ms", "total_ms"]
+
+
+def compare_stages(dirs: list[DirData]) -> Table:
+    """Where each backend's time went (summary `timing` of its performance run): which part got faster."""
+    rows = []
+    for d in dirs:
+        for r in d.data.get("results") or []:
+            timing = r.get("timing") or {}
+            named = [*(timing.get("stages") or {}).items(), ("denoising_step", timing.get("steps") or {})]
+            for stage, v in named:
+                if v.get("mean_ms") is None:
+                    continue
+                rows.append(
+                    {"run": d.label, "backend": r.get("backend"), "stage": stage}
+                    | {k: v.get(k) for k in ("mean_ms", "p50_ms", "p99_ms", "total_ms")}
+                )
+    return _table(
+        "compare_stages",
+        "Where each backend's time went",
+        COMPARE_STAGE_COLUMNS,
+        rows,
+        note="per batch (per step for denoising_step), from each backend's stage timing (backend.stage_timing).",
+    )
+
+
 def compare(dirs: list[DirData]) -> Table:
     rows = []
     for d in dirs:
