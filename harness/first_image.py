@@ -8,11 +8,14 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Any
 
 from backends.base import PromptBatch
 from harness.workers import Worker
+
+log = logging.getLogger(__name__)
 
 
 def process_start_unix_s() -> float | None:
@@ -25,10 +28,15 @@ def process_start_unix_s() -> float | None:
         return None
 
 
-def warm_latency_s(worker: Worker, batch: PromptBatch) -> float:
-    """Wall time of one call on a loaded worker (the backend synchronizes its device before returning)."""
+def warm_latency_s(worker: Worker, batch: PromptBatch) -> float | None:
+    """Wall time of one call on a loaded worker (the backend synchronizes its device before returning);
+    None, with a warning, when that call fails: the run's own results stand without it."""
     start = time.perf_counter_ns()
-    worker.run(batch)
+    try:
+        worker.run(batch)
+    except Exception as exc:  # after the run: a failure here must not lose the run's summary
+        log.warning("time to first image: the warm batch-1 call failed (%s: %s)", type(exc).__name__, exc)
+        return None
     return (time.perf_counter_ns() - start) / 1e9
 
 

@@ -8,6 +8,7 @@ import json
 import logging
 import os
 import platform
+import re
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -76,9 +77,20 @@ def host_info() -> dict[str, Any]:
         if torch.cuda.is_available():
             info["gpus"] = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
             info["cuda"] = torch.version.cuda
+            info["driver"] = nvidia_driver_version()
     except ImportError:
         pass
     return info
+
+
+def nvidia_driver_version(path: Path = Path("/proc/driver/nvidia/version")) -> str | None:
+    """The NVIDIA kernel driver's version, from /proc (no NVML needed), e.g. '580.159.04'."""
+    try:
+        text = path.read_text()
+    except OSError:
+        return None
+    m = re.search(r"Kernel Module(?: for \S+)?\s+(\d+\.\d+(?:\.\d+)?)", text)
+    return m.group(1) if m else None
 
 
 def weights_hash(folder: str | Path) -> dict[str, Any]:

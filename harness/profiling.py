@@ -55,6 +55,7 @@ class BatchTracer:
         self._profiler: Any = None
         self._thread: int | None = None
         self._seen = 0
+        self._done = False  # one trace per worker: after it stops, later calls (warm TTFI) run untraced
         set_annotations(nvtx=settings.nvtx)
         if self.path is not None:
             _init_profiler_here()
@@ -64,7 +65,7 @@ class BatchTracer:
         return self._profiler is not None
 
     def run(self, generate: Callable[[Any], T], batch: Any) -> T:
-        if self.path is None or self._seen >= self.settings.batches:
+        if self.path is None or self._done:
             return generate(batch)
         if self._profiler is None:
             self._start()
@@ -93,6 +94,7 @@ class BatchTracer:
 
         The profiler must stop on the thread that started it (another thread's stop crashes the
         process): the SUT calls `Worker.end_of_run` on the worker's thread for that."""
+        self._done = True
         if self._profiler is None:
             return
         if threading.get_ident() != self._thread:

@@ -42,12 +42,16 @@ def test_the_stage_timer_names_its_stages_in_a_profiler_trace() -> None:
 
 
 def test_a_trace_of_the_first_batches_with_stage_names_and_the_manifest_says_so(run_cli) -> None:
-    run = run_cli(*FAST, "--set", "profile.trace=true", "--set", "profile.trace_batches=2")
+    # 24 samples in batches of 8: the run ends before 10 batches, so the trace is written at its end (on
+    # the worker's thread), and the warm time-to-first-image call after the run is not traced again.
+    run = run_cli(*FAST, "--set", "profile.trace=true", "--set", "profile.trace_batches=10")
     assert run.returncode == 0, run.stderr[-3000:]
     trace = run.run_dir / "profile" / "trace-worker-0.json"
     assert set(STAGES) <= _event_names(trace)
     manifest = json.loads((run.run_dir / "manifest.json").read_text())
-    assert manifest["profile"]["trace"] is True and manifest["profile"]["trace_batches"] == 2
+    assert manifest["profile"]["trace"] is True and manifest["profile"]["trace_batches"] == 10
+    assert "wrote" in run.stderr and "(3 batch(es))" in run.stderr
+    assert run.summary()["time_to_first_image_s"]["warm"] > 0
     assert manifest["profile"]["nvtx"] is True and manifest["profile"]["loadgen_trace"] is False
     summary = run.summary()
     assert summary["profile"]["traces"] == [str(trace)]
