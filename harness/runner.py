@@ -581,9 +581,10 @@ def _percentiles_ms(values_ns: list[int]) -> dict[str, float]:
     }
 
 
-def peak_memory() -> dict[str, float | None]:
+def peak_memory(worker_processes: bool = False) -> dict[str, float | None]:
     """Peak memory so far, in MiB: this process's resident set, the largest finished child process's
-    (worker processes), and, where torch has used CUDA here, the most CUDA memory torch allocated and
+    (with worker processes only: any other child, such as `git` for the manifest, reports the parent's
+    resident set it was forked with), and, where torch has used CUDA here, the most CUDA memory torch allocated and
     reserved (its caching allocator's footprint: what the device actually held). None where it cannot be
     measured (memory a library allocates outside torch, such as ONNX Runtime's or TensorRT's on a GPU, or
     CUDA memory of worker processes, is not in the CUDA figures)."""
@@ -600,7 +601,7 @@ def peak_memory() -> dict[str, float | None]:
     if resource is not None:
         unit = 1 if sys.platform == "darwin" else 1024  # ru_maxrss: bytes on macOS, KiB on Linux
         out["cpu_rss_mib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * unit / 2**20, 1)
-        children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+        children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss if worker_processes else 0
         out["children_rss_mib"] = round(children * unit / 2**20, 1) if children else None
     torch = sys.modules.get("torch")
     if torch is not None and torch.cuda.is_available() and torch.cuda.is_initialized():
@@ -684,7 +685,7 @@ def _summarise(
             len(sut.workers),
         ),
         "phases_s": phases,
-        "peak_memory": peak_memory(),
+        "peak_memory": peak_memory(worker_processes=any(isinstance(w, ProcessWorker) for w in sut.workers)),
         "failure": None
         if sut.failure is None
         else {
