@@ -478,8 +478,11 @@ def _pretokenize_at_load(qsl: QuerySampleLibrary, workers: Sequence[Worker]) -> 
     backend = getattr(workers[0], "backend", None) if len(workers) == 1 else None
     if isinstance(backend, PromptPreprocessor):
         qsl.set_preprocessor(backend.preprocess_prompts)
+    elif workers and all(isinstance(w, ProcessWorker) for w in workers) and workers[0].describe().get("pretokenize"):
+        # Every worker runs the same model: the first one tokenizes, the ids travel with each batch.
+        qsl.set_preprocessor(workers[0].preprocess_prompts)  # type: ignore[attr-defined]
     elif workers and workers[0].describe().get("pretokenize"):
-        log.info("pretokenize: the backend runs in worker processes, which tokenize inside each timed call")
+        log.info("pretokenize: the backend runs in Ray actors, which tokenize inside each timed call")
 
 
 def _weights_source(cfg: RunConfig, spec: ModelSpec) -> dict[str, Any]:

@@ -15,8 +15,10 @@ import dataclasses
 import logging
 import multiprocessing as mp
 import os
+import threading
 import time
 import traceback
+from collections.abc import Sequence
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import Any
@@ -27,6 +29,7 @@ from harness.profiling import TraceSettings, make_tracer
 log = logging.getLogger(__name__)
 
 POLL_S = 0.2  # how often a waiting SUT thread checks that its child is still alive
+PREPROCESS = "preprocess"  # a request to prepare prompts (tokenize) instead of a PromptBatch
 
 
 class WorkerDied(RuntimeError):
@@ -77,6 +80,13 @@ def _child_main(conn: Connection, spec: WorkerSpec) -> None:  # runs in the work
             batch = conn.recv()
             if batch is None:
                 break
+            if isinstance(batch, tuple) and batch[0] == PREPROCESS:  # the QSL's load_samples, off the clock
+                try:
+                    preprocess = getattr(backend, "preprocess_prompts", None)
+                    conn.send(("ok", preprocess(batch[1], batch[2]) if preprocess else None, 0))
+                except Exception as exc:
+                    conn.send(("error", f"{type(exc).__name__}: {exc}", traceback.format_exc()))
+                continue
             start = time.perf_counter_ns()
             try:
                 result = tracer.run(backend.generate, batch) if tracer else backend.generate(batch)
@@ -104,6 +114,9 @@ class ProcessWorker:
         self.description: dict[str, Any] = {}
         self.pid: int | None = None
         self.busy_ns = 0
+        # One conversation at a time on the pipe: the SUT thread's batches and the QSL's preprocess
+        # requests (LoadGen may load samples while batches run, in accuracy mode).
+        self._pipe_lock = threading.Lock()
 
     def start(self) -> None:
         self._proc.start()
@@ -124,21 +137,31 @@ class ProcessWorker:
         return self.description
 
     def run(self, batch: PromptBatch) -> ImageBatch:
-        try:
-            self._conn.send(batch)
-        except (BrokenPipeError, OSError) as exc:
-            raise WorkerDied(f"{self.name} (pid {self.pid}) is gone: {exc}") from exc
-        while not self._conn.poll(POLL_S):
-            if not self._proc.is_alive():
-                raise WorkerDied(f"{self.name} (pid {self.pid}) exited with code {self._proc.exitcode}")
-        try:
-            msg = self._conn.recv()
-        except EOFError as exc:
-            raise WorkerDied(f"{self.name} (pid {self.pid}) closed its pipe") from exc
+        result, busy_ns = self._ask(batch)
+        self.busy_ns += busy_ns
+        return result  # type: ignore[no-any-return]
+
+    def preprocess_prompts(self, prompts: Sequence[str], negative_prompts: Sequence[str]) -> list[Any] | None:
+        """The backend's PromptPreprocessor, run in the worker process: the QSL tokenizes at load time
+        (outside the timed path) and the token ids ride along with every batch, as in-process."""
+        return self._ask((PREPROCESS, list(prompts), list(negative_prompts)))[0]  # type: ignore[no-any-return]
+
+    def _ask(self, message: Any) -> tuple[Any, int]:
+        with self._pipe_lock:
+            try:
+                self._conn.send(message)
+            except (BrokenPipeError, OSError) as exc:
+                raise WorkerDied(f"{self.name} (pid {self.pid}) is gone: {exc}") from exc
+            while not self._conn.poll(POLL_S):
+                if not self._proc.is_alive():
+                    raise WorkerDied(f"{self.name} (pid {self.pid}) exited with code {self._proc.exitcode}")
+            try:
+                msg = self._conn.recv()
+            except EOFError as exc:
+                raise WorkerDied(f"{self.name} (pid {self.pid}) closed its pipe") from exc
         if msg[0] == "error":
             raise RemoteError(msg[1], msg[2])
-        self.busy_ns += msg[2]
-        return msg[1]  # type: ignore[no-any-return]
+        return msg[1], msg[2]
 
     def describe(self) -> dict[str, Any]:
         return {**self.description, "worker": self.name, "pid": self.pid, "cpu_cores": list(self.spec.cpu_cores)}

@@ -5,11 +5,15 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import replace
 
 import numpy as np
 import pytest
 
-from harness.worker_pool import cpu_slices
+from backends.diffusers_eager import DiffusersEagerOptions
+from harness.config import resolve_config
+from harness.runner import _pretokenize_at_load, prepare_inputs
+from harness.worker_pool import ProcessWorker, WorkerSpec, cpu_slices
 
 SHORT = [
     "--set",
@@ -160,3 +164,23 @@ def test_cpu_slices_split_the_cores() -> None:
     assert cpu_slices(2, [0, 1]) == [(0,), (1,)]
     assert cpu_slices(2, [0, 1, 2, 3, 4]) == [(0, 1), (2, 3)]
     assert cpu_slices(3, [0, 1]) == [(0,), (1,), (0,)]
+
+
+def test_a_worker_process_pretokenizes_for_the_qsl(harness_cache) -> None:
+    """With worker processes the QSL still tokenizes at load time (through worker-0, outside the timed
+    path) and the ids travel with each batch; the images equal those made from the prompt text."""
+    cfg = resolve_config("tiny", sets=["backend.num_threads=1"])
+    inputs = prepare_inputs(cfg)
+    assert inputs.spec.pretokenize  # tiny.toml asks for it
+    worker = ProcessWorker(WorkerSpec("diffusers-eager", inputs.spec, DiffusersEagerOptions(num_threads=1), None), "w0")
+    worker.start()
+    try:
+        worker.wait_ready(300)
+        _pretokenize_at_load(inputs.qsl, [worker])
+        inputs.qsl.load_samples([0, 1])
+        with_ids = inputs.qsl.batch([0, 1])
+        assert len(with_ids.encoded) == 2 and with_ids.encoded[0]["ids"]
+        text_only = replace(with_ids, encoded=())
+        np.testing.assert_array_equal(worker.run(with_ids).images, worker.run(text_only).images)
+    finally:
+        worker.close()
