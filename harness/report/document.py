@@ -24,6 +24,17 @@ class Table:
     def cells(self) -> list[list[Any]]:
         return [[row.get(c) for c in self.columns] for row in self.rows]
 
+    def shown_columns(self) -> tuple[str, ...]:
+        """The columns a reader sees: `run` only where the rows come from more than one input (the
+        exports keep every column, so their shape does not depend on how many inputs there were)."""
+        if "run" in self.columns and len({row.get("run") for row in self.rows}) <= 1:
+            return tuple(c for c in self.columns if c != "run")
+        return self.columns
+
+    def shown_cells(self) -> list[list[Any]]:
+        columns = self.shown_columns()
+        return [[row.get(c) for c in columns] for row in self.rows]
+
 
 @dataclass(frozen=True)
 class Figure:

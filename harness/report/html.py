@@ -50,8 +50,8 @@ def table_html(table: Table, heading: bool = True) -> str:
                 f"<tr><th>{escape(c)}</th>" + "".join(_td(r.get(c), align=False) for r in table.rows) + "</tr>"
             )
     else:
-        parts.append("<tr>" + "".join(f"<th>{escape(c)}</th>" for c in table.columns) + "</tr>")
-        for row in table.cells():
+        parts.append("<tr>" + "".join(f"<th>{escape(c)}</th>" for c in table.shown_columns()) + "</tr>")
+        for row in table.shown_cells():
             parts.append("<tr>" + "".join(_td(v) for v in row) + "</tr>")
     parts.append("</table>")
     parts.append(

@@ -14,8 +14,8 @@ def table_markdown(table: Table, heading: bool = True) -> list[str]:
         header = ["field", *[_cell(row.get(table.columns[0])) for row in table.rows]]
         body = [[c, *[_cell(row.get(c)) for row in table.rows]] for c in table.columns[1:]]
     else:
-        header = list(table.columns)
-        body = [[_cell(v) for v in row] for row in table.cells()]
+        header = list(table.shown_columns())
+        body = [[_cell(v) for v in row] for row in table.shown_cells()]
     lines = [f"### {table.title}", ""] if heading else []
     lines += [f"Exported as `tables/{table.name}.csv` and `tables/{table.name}.json`.", ""]
     if table.note:
