@@ -150,7 +150,9 @@ class CostSection:
 @dataclass(frozen=True)
 class QualitySection:
     # Quality beyond the accuracy gate (issue 6): per-category CLIP and LPIPS diversity.
-    lpips_weights: str = ""  # local LPIPS file (backbone + linear layers); "" = no LPIPS diversity
+    # torchvision's AlexNet (alexnet-owt-7be5be79.pth), the LPIPS trunk; the linear layers ship with the
+    # lpips package. "" = where tools.fetch_assets puts it; "standin" = seeded random weights (tests)
+    lpips_weights: str = ""
     diversity_seeds: int = 0  # images per prompt with different seeds for LPIPS diversity; 0 = off
     diversity_prompts: int = 4  # prompts (the first of each category first) that get those seeds
 
