@@ -49,6 +49,7 @@ class QuerySampleLibrary:
         self._loaded: dict[int, tuple[str, str]] = {}
         self._encoded: dict[int, Any] = {}
         self._preprocess: Preprocessor | None = None
+        self.pretokenized = 0  # samples prepared in load_samples (tokenized outside the timed path)
         self._lock = threading.Lock()
 
     def set_preprocessor(self, preprocess: Preprocessor | None) -> None:
@@ -69,6 +70,7 @@ class QuerySampleLibrary:
             if encoded is not None:
                 with self._lock:
                     self._encoded.update(zip(indices, encoded, strict=True))
+                    self.pretokenized += len(indices)
         log.debug("loaded %d samples", len(indices))
 
     def unload_samples(self, indices: Sequence[int]) -> None:

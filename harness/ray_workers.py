@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Sequence
 from typing import Any
 
 from backends.base import ImageBatch, ModelSpec, PromptBatch
@@ -38,6 +39,10 @@ class _BackendActor:
     def run(self, batch: PromptBatch) -> ImageBatch:
         return self._backend.generate(batch)
 
+    def preprocess(self, prompts: list[str], negative_prompts: list[str]) -> list[Any] | None:
+        preprocess = getattr(self._backend, "preprocess_prompts", None)
+        return preprocess(prompts, negative_prompts) if preprocess else None
+
     def close(self) -> None:
         self._backend.close()
 
@@ -50,10 +55,17 @@ class RayWorker:
         self.description: dict[str, Any] = {}
 
     def run(self, batch: PromptBatch) -> ImageBatch:
+        return self._get(self._actor.run.remote(batch))  # type: ignore[no-any-return]
+
+    def preprocess_prompts(self, prompts: Sequence[str], negative_prompts: Sequence[str]) -> list[Any] | None:
+        """The QSL's load-time tokenization, run by this actor (one call at a time per actor)."""
+        return self._get(self._actor.preprocess.remote(list(prompts), list(negative_prompts)))  # type: ignore[no-any-return]
+
+    def _get(self, ref: Any) -> Any:
         import ray
 
         try:
-            return ray.get(self._actor.run.remote(batch))  # type: ignore[no-any-return]
+            return ray.get(ref)
         except ray.exceptions.RayActorError as exc:
             raise WorkerDied(f"{self.name} (Ray actor) died: {str(exc).splitlines()[0]}") from exc
         except ray.exceptions.RayTaskError as exc:

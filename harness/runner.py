@@ -474,15 +474,17 @@ def run_benchmark(cfg: RunConfig, run_dir: Path, progress: ProgressFn | None = N
 
 
 def _pretokenize_at_load(qsl: QuerySampleLibrary, workers: Sequence[Worker]) -> None:
-    """Let the QSL prepare prompts in load_samples when the backend runs in this process and offers it."""
+    """Let the QSL prepare prompts (tokenize) in load_samples, outside the timed path, when the model
+    offers it: through the backend in this process, or through the first worker process or Ray actor."""
     backend = getattr(workers[0], "backend", None) if len(workers) == 1 else None
     if isinstance(backend, PromptPreprocessor):
         qsl.set_preprocessor(backend.preprocess_prompts)
-    elif workers and all(isinstance(w, ProcessWorker) for w in workers) and workers[0].describe().get("pretokenize"):
-        # Every worker runs the same model: the first one tokenizes, the ids travel with each batch.
+    elif (
+        workers and all(hasattr(w, "preprocess_prompts") for w in workers) and workers[0].describe().get("pretokenize")
+    ):
+        # Worker processes or Ray actors, all running the same model: the first one tokenizes (over its
+        # pipe or as an actor call), and the ids travel with each batch.
         qsl.set_preprocessor(workers[0].preprocess_prompts)  # type: ignore[attr-defined]
-    elif workers and workers[0].describe().get("pretokenize"):
-        log.info("pretokenize: the backend runs in Ray actors, which tokenize inside each timed call")
 
 
 def _weights_source(cfg: RunConfig, spec: ModelSpec) -> dict[str, Any]:
@@ -666,6 +668,8 @@ def _summarise(
         "harness": {
             "queue_delay_ms": _percentiles_ms(stats.queue_delays_ns),
             "batch_time_ms": _percentiles_ms(stats.batch_times_ns),
+            # prompts tokenized in LoadGen's load_samples, off the clock (0: inside each timed call)
+            "pretokenized_samples": sut.qsl.pretokenized,
         },
         "workers": [
             {

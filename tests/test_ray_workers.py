@@ -30,6 +30,8 @@ def test_two_ray_actors_run_the_tiny_model(run_cli, scenario: str) -> None:
     assert summary["status"] == "ok" and summary["loadgen"]["errors"] == []
     assert {w["name"] for w in summary["workers"]} <= {"ray-worker-0", "ray-worker-1"}
     assert sum(w["samples"] for w in summary["workers"]) == summary["samples_completed"] > 0
+    # the tiny model's prompts were tokenized by an actor when LoadGen loaded them, not in timed calls
+    assert summary["harness"]["pretokenized_samples"] > 0
 
 
 def test_a_dying_ray_actor_ends_the_run(run_cli) -> None:

@@ -70,6 +70,8 @@ def test_images_are_the_same_with_one_and_two_workers(run_cli) -> None:
     a, b = _accuracy_images(one), _accuracy_images(two)
     assert sorted(a) == sorted(b) == list(range(6))
     assert {w["name"] for w in two.summary()["workers"]} == {"worker-0", "worker-1"}
+    # both tokenized at load time: in the harness process, and through worker-0 of the pool
+    assert one.summary()["harness"]["pretokenized_samples"] == two.summary()["harness"]["pretokenized_samples"] == 6
     for idx in a:
         assert a[idx] == b[idx], f"sample {idx} differs between 1 and 2 workers"
     # and the images are real (not all equal), so the comparison means something
