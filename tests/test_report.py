@@ -276,3 +276,18 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path: Path, make, message: str) ->
     assert not (tmp_path / "out").exists()
     with pytest.raises(HarnessError, match=message):
         build_document(collect([make(tmp_path)]))
+
+
+def test_a_report_written_again_replaces_the_last_one(runs: dict[str, Path], tmp_path: Path) -> None:
+    out = tmp_path / "again"
+    write_report([runs["fast"], runs["sweep"]], out)
+    assert (out / "tables" / "sweep_speed.csv").is_file() and (
+        out / "figures" / "sweep_time_vs_resolution.png"
+    ).is_file()
+    write_report([runs["fast"]], out)
+    assert not (out / "tables" / "sweep_speed.csv").exists() and not (out / "tables" / "sweep_speed.json").exists()
+    assert not (out / "figures" / "sweep_time_vs_resolution.png").exists()
+    assert (out / "tables" / "results.csv").is_file()
+    (out / "notes.txt").write_text("mine")  # anything else in the folder is left alone
+    write_report([runs["fast"]], out)
+    assert (out / "notes.txt").read_text() == "mine"

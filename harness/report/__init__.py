@@ -26,8 +26,26 @@ __all__ = ["build_document", "collect", "write_report"]
 log = logging.getLogger(__name__)
 
 
+def _remove_stale(out_dir: Path, doc: Document) -> None:
+    """A report written again into the same folder replaces the last one: exports and figures it no
+    longer has would otherwise look current. Only where a report was written before (report.md)."""
+    if not (out_dir / "report.md").is_file():
+        return
+    keep_tables = {t.name for t in doc.tables()}
+    keep_figures = {f.name for f in doc.figures()}
+    for pattern, keep in (
+        ("tables/*.csv", keep_tables),
+        ("tables/*.json", keep_tables),
+        ("figures/*.png", keep_figures),
+    ):
+        for path in out_dir.glob(pattern):
+            if path.stem not in keep:
+                path.unlink()
+
+
 def write_document(doc: Document, out_dir: Path) -> tuple[Path, Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
+    _remove_stale(out_dir, doc)
     write_tables(doc.tables(), out_dir / "tables")
     figures = out_dir / "figures"
     if doc.figures():
