@@ -108,7 +108,7 @@ class WorkersSection:
 
 @dataclass(frozen=True)
 class AccuracySection:
-    sample_images: int = 4  # PNGs of the first samples written in accuracy mode
+    sample_images: int = 4  # accuracy mode: PNGs of the first samples of each prompt category (contact sheets)
     # Scoring after an accuracy run (harness/accuracy_step.py, accuracy/): CLIP score and FID.
     score: bool = True  # false: only log the images (LoadGen AccuracyOnly), no CLIP/FID
     # Scorer files: a path; "" = where `python -m tools.fetch_assets` puts the real file;

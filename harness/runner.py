@@ -258,18 +258,25 @@ def direct_batch(prompts: PromptSet, latents: LatentSource, indices: Sequence[in
 
 
 class _PngSaver:
-    """Writes the images of the first `count` sample indices as PNGs (accuracy mode)."""
+    """Writes the images of the first `per_category` samples of each prompt category as PNGs (accuracy
+    mode), so that the report's contact sheet shows every category, not just the first one of the pack."""
 
-    def __init__(self, folder: Path, count: int) -> None:
-        self.folder, self.count = folder, count
-        if count > 0:
+    def __init__(self, folder: Path, per_category: int, categories: Sequence[str]) -> None:
+        self.folder = folder
+        counts: dict[str, int] = {}
+        self.wanted: set[int] = set()
+        for i, category in enumerate(categories):
+            if counts.get(category, 0) < per_category:
+                counts[category] = counts.get(category, 0) + 1
+                self.wanted.add(i)
+        if self.wanted:
             folder.mkdir(exist_ok=True)
 
     def __call__(self, indices: Sequence[int], images: np.ndarray) -> None:
         from PIL import Image
 
         for i, img in zip(indices, images, strict=True):
-            if i < self.count:
+            if i in self.wanted:
                 Image.fromarray(img).save(self.folder / f"sample_{i:05d}.png")
 
 
@@ -425,7 +432,9 @@ def run_benchmark(cfg: RunConfig, run_dir: Path, progress: ProgressFn | None = N
     # 5. Drive LoadGen.
     hook = None
     if cfg.run.mode == "accuracy":
-        hook = _PngSaver(run_dir / "images", cfg.accuracy.sample_images)
+        hook = _PngSaver(
+            run_dir / "images", cfg.accuracy.sample_images, [qsl.category(i) for i in range(qsl.total_count)]
+        )
     sut = SystemUnderTest(qsl, Batcher(policy), workers, image_hook=hook, retries=cfg.workers.retries)
     # Energy (NVML) over the timed run, on this machine's GPUs only (Ray actors may run elsewhere).
     devices = [] if cfg.workers.ray_address else [str(w.describe().get("device", "")) for w in workers]

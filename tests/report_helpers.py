@@ -120,8 +120,11 @@ def scored_copy(accuracy_run: Path, dest: Path) -> Path:
             "seeds": 3,
             "by_category": {"animals": 0.5, "food": 0.325},
             "per_prompt": [
-                {"prompt": "a red fox in snow", "category": "animals", "mean": 0.5, "pairs": 3},
-                {"prompt": "a bowl of ramen", "category": "food", "mean": 0.325, "pairs": 3},
+                # the run's own sample PNGs stand in for the seeds' images (images/diversity/ in a real run)
+                {"prompt": "a red fox in snow", "category": "animals", "mean": 0.5, "pairs": 3}
+                | {"images": [f"images/sample_0000{i}.png" for i in (0, 1, 2)]},
+                {"prompt": "a bowl of ramen", "category": "food", "mean": 0.325, "pairs": 3}
+                | {"images": [f"images/sample_0000{i}.png" for i in (3, 4, 5)]},
             ],
         }
     }

@@ -11,6 +11,7 @@ import pytest
 from PIL import Image
 
 from backends.fake import FakeBackend
+from harness.prompts import load_prompts
 
 SCENARIOS = ["SingleStream", "Offline", "Server"]
 # Short development runs: a few seconds each on 2 cores.
@@ -299,3 +300,16 @@ def test_a_backend_option_the_backend_refuses_is_bad_input(run_cli) -> None:
     run = run_cli("--set", "backend.dtype=float8")
     assert run.returncode == 2
     assert "dtype 'float8' is not supported" in run.stderr and "Traceback" not in run.stderr
+
+
+def test_accuracy_mode_saves_the_first_images_of_each_category(run_cli) -> None:
+    run = run_cli(
+        *("--backend", "fake", "--mode", "accuracy", "--set", "accuracy.score=false"),
+        *("--set", "dataset.count=24", "--set", "accuracy.sample_images=2"),
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    categories = load_prompts("", "").categories[:24]
+    expected = [i for i in range(24) if categories[:i].count(categories[i]) < 2]
+    assert len({categories[i] for i in expected}) >= 3  # the first 24 prompts span several categories
+    saved = sorted(int(p.stem.removeprefix("sample_")) for p in (run.run_dir / "images").glob("sample_*.png"))
+    assert saved == expected

@@ -171,6 +171,7 @@ def test_quality_cost_energy_and_contact_sheet(runs: dict[str, Path], tmp_path: 
     mapping, note = categories(run)
     assert note == "" and [mapping[i] for i, _ in run.images] == PACK_CATEGORIES
     assert (out / "figures" / "contact_sheet_1.png").stat().st_size > 1000
+    assert (out / "figures" / "diversity_sheet_1.png").stat().st_size > 1000  # one row per prompt, a column per seed
 
 
 def test_contact_sheet_without_the_prompt_pack(runs: dict[str, Path], tmp_path: Path) -> None:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from harness.report import dir_tables, plots, tables
 from harness.report.collect import DirData, Input, RunData, load_run
-from harness.report.contact_sheet import contact_sheet
+from harness.report.contact_sheet import contact_sheet, diversity_sheet
 from harness.report.document import Document, Figure, Section, Table
 from harness.report.problems import problems
 
@@ -57,6 +57,7 @@ def _run_sections(runs: list[RunData]) -> list[Section]:
         if note:
             images.notes.append(f"{r.label}: {note}")
         _figure(images, f"contact_sheet_{i + 1}", f"{r.label}: images by category", png)
+        _figure(images, f"diversity_sheet_{i + 1}", f"{r.label}: same prompt, different seeds", diversity_sheet(r))
 
     sections = [conditions, results, timing, money, quality, images]
     if len(runs) > 1:
@@ -93,6 +94,8 @@ def _dir_sections(kind: str, dirs: list[DirData]) -> list[Section]:
             if note:
                 quality.notes.append(f"{r.label}: {note}")
             _figure(quality, f"sweep_contact_sheet_{i + 1}", f"{r.label}: images by category", png)
+            seeds = diversity_sheet(r)
+            _figure(quality, f"sweep_diversity_sheet_{i + 1}", f"{r.label}: same prompt, different seeds", seeds)
         return [speed, quality]
     if kind == "scale":
         section = Section("Scaling")

@@ -42,21 +42,44 @@ def contact_sheet(run: RunData) -> tuple[bytes | None, str]:
     """(PNG bytes, note); None when the run saved no images."""
     if not run.images:
         return None, ""
+    by_index, note = categories(run)
+    groups: dict[str, list[tuple[str, Path]]] = {}
+    for index, path in run.images:
+        groups.setdefault(by_index.get(index, UNKNOWN), []).append((f"#{index}", path))
+    rows = [
+        (f"{name} ({len(items)} image{'s' if len(items) != 1 else ''})", items)
+        for name, items in sorted(groups.items())
+    ]
+    return _render(rows), note
+
+
+def diversity_sheet(run: RunData) -> bytes | None:
+    """The LPIPS diversity images (quality.diversity_seeds): one row per prompt, one column per seed."""
+    lpips = ((run.summary.get("quality") or {}).get("lpips_diversity")) or {}
+    rows = []
+    for p in lpips.get("per_prompt") or []:
+        items = [
+            (f"seed {k}", run.path / rel) for k, rel in enumerate(p.get("images") or []) if (run.path / rel).is_file()
+        ]
+        if items:
+            label = f"{p.get('category')}: {str(p.get('prompt'))[:70]} (LPIPS {p.get('mean', float('nan')):.3f})"
+            rows.append((label, items))
+    return _render(rows) if rows else None
+
+
+def _render(rows: list[tuple[str, list[tuple[str, Path]]]]) -> bytes:
+    """Rows of labelled thumbnails on a white sheet, PNG bytes."""
     from PIL import Image, ImageDraw
 
-    by_index, note = categories(run)
-    groups: dict[str, list[tuple[int, Path]]] = {}
-    for index, path in run.images:
-        groups.setdefault(by_index.get(index, UNKNOWN), []).append((index, path))
-    columns = min(PER_CATEGORY, max(len(v) for v in groups.values()))
+    columns = min(PER_CATEGORY, max(len(items) for _, items in rows))
     cell = THUMB_PX + LABEL_PX
-    sheet = Image.new("RGB", (columns * (THUMB_PX + 4) + 4, len(groups) * (cell + LABEL_PX) + 4), "white")
+    sheet = Image.new("RGB", (max(columns * (THUMB_PX + 4) + 4, 480), len(rows) * (cell + LABEL_PX) + 4), "white")
     draw = ImageDraw.Draw(sheet)
     y = 4
-    for name, items in sorted(groups.items()):
-        draw.text((4, y), f"{name} ({len(items)} image{'s' if len(items) != 1 else ''})", fill="black")
+    for label, items in rows:
+        draw.text((4, y), label, fill="black")
         y += LABEL_PX
-        for col, (index, path) in enumerate(items[:columns]):
+        for col, (caption, path) in enumerate(items[:columns]):
             x = 4 + col * (THUMB_PX + 4)
             try:
                 with Image.open(path) as img:
@@ -71,8 +94,8 @@ def contact_sheet(run: RunData) -> tuple[bytes | None, str]:
                 size = (max(1, round(thumb.width * scale)), max(1, round(thumb.height * scale)))
                 thumb = thumb.resize(size, Image.Resampling.NEAREST)
             sheet.paste(thumb, (x, y))
-            draw.text((x, y + thumb.height + 2), f"#{index}", fill="black")
+            draw.text((x, y + thumb.height + 2), caption, fill="black")
         y += cell
     buf = io.BytesIO()
     sheet.save(buf, format="PNG")
-    return buf.getvalue(), note
+    return buf.getvalue()
