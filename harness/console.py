@@ -67,6 +67,14 @@ def print_summary(summary: dict[str, Any]) -> None:
             " / ".join(_fmt(lat.get(k), 1) for k in ("p50", "p90", "p95", "p99", "max")),
         )
     table.add_row("batches (size: count)", ", ".join(f"{k}: {v}" for k, v in summary["batch_sizes"].items()) or "-")
+    queued = (summary.get("harness") or {}).get("queue_delay_ms") or {}
+    if summary["scenario"] == "Server" and queued:  # what a Server user asks: waiting, or generating?
+        batch = summary["harness"].get("batch_time_ms") or {}
+        table.add_row(
+            "queueing / generation ms p50/p99",
+            f"{_fmt(queued.get('p50'), 1)} / {_fmt(queued.get('p99'), 1)} waiting in the SUT, "
+            f"{_fmt(batch.get('p50'), 1)} / {_fmt(batch.get('p99'), 1)} per batch",
+        )
     ttfi = summary.get("time_to_first_image_s") or {}
     if ttfi.get("cold") is not None or ttfi.get("warm") is not None:
         table.add_row("time to first image s", f"cold {_fmt(ttfi.get('cold'), 3)} / warm {_fmt(ttfi.get('warm'), 3)}")

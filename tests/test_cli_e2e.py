@@ -136,6 +136,10 @@ def test_server_batches_queued_queries(run_cli) -> None:
     )
     summary = _check_run_dir(run, "Server", "performance", "fake")
     assert max(int(k) for k in summary["batch_sizes"]) > 1
+    # queueing in the SUT apart from generation: a batch takes the backend's 50 ms, the wait is the rest
+    batch, queued = summary["harness"]["batch_time_ms"], summary["harness"]["queue_delay_ms"]
+    assert 50 <= batch["p50"] < summary["latency_ms"]["p50"] and queued["p50"] > 0
+    assert "queueing / generation ms p50/p99" in run.stdout
 
 
 @pytest.mark.parametrize("scenario", SCENARIOS)
