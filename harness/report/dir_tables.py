@@ -8,66 +8,19 @@ from __future__ import annotations
 from statistics import mean
 from typing import Any
 
+from harness import cmd_scale as scale
+from harness import cmd_sweep as sweep
 from harness.report.collect import DirData
 from harness.report.document import Table
 
-SWEEP_SPEED_COLUMNS = [
-    "run",
-    "resolution",
-    "steps",
-    "batch_size",
-    "scenario",
-    "seconds_per_image",
-    "images_per_second",
-    "latency_p50_ms",
-    "latency_p95_ms",
-    "latency_p99_ms",
-    "peak_memory_mib",
-    "clip_score",
-    "cost_per_image_usd",
-    "images_per_usd",
-    "cost_per_accepted_image_usd",
-    "first_image_cold_s",
-    "first_image_warm_s",
-    "status",
-    "error",
-]
-SWEEP_QUALITY_COLUMNS = [
-    "run",
-    "resolution",
-    "steps",
-    "clip_score",
-    "fid_score",
-    "lpips_diversity",
-    "accepted_share",
-    "status",
-    "error",
-]
-SWEEP_RAMP_COLUMNS = [
-    "run",
-    "resolution",
-    "steps",
-    "batch_size",
-    "images_per_second",
-    "peak_memory_mib",
-    "best",
-    "status",
-    "error",
-]
+# The producers' columns (sweep.json rows, quality, ramp; scale.json rows) are the contract: the report
+# shows them with `run` first and without the run_dir path.
+SWEEP_SPEED_COLUMNS = ["run", *(c for c in sweep.ROW_COLUMNS if c != "run_dir")]
+SWEEP_QUALITY_COLUMNS = ["run", *(c for c in sweep.QUALITY_COLUMNS if c != "run_dir")]
+SWEEP_RAMP_COLUMNS = ["run", *sweep.RAMP_COLUMNS]
 SWEEP_STEPS_COLUMNS = ["run", "resolution", "steps", "clip_score", "seconds_per_image"]
 SWEEP_CATEGORY_COLUMNS = ["run", "resolution", "steps", "category", "clip_score", "count"]
-SCALE_COLUMNS = [
-    "run",
-    "scenario",
-    "workers",
-    "samples_per_second",
-    "speedup",
-    "efficiency",
-    "latency_p50_ms",
-    "latency_p99_ms",
-    "result_valid",
-    "status",
-]
+SCALE_COLUMNS = ["run", *(c for c in scale.COLUMNS if c != "run_dir")]
 COMPARE_COLUMNS = [
     "run",
     "backend",
