@@ -280,14 +280,14 @@ def _quality(sweep: Sweep, resolution: int, steps: int) -> tuple[dict[str, Any],
         status, result["error"] = "error", ((result["summary"] or {}).get("accuracy") or {}).get("error")
     lpips = ((result["summary"] or {}).get("quality") or {}).get("lpips_diversity") or {}
     clip_min = sweep.accept_clip_min
-    accepted = acceptance(clip_min, accuracy.get("clip_scores")) if clip_min > 0 else {}
+    accepted = acceptance(clip_min, accuracy.get("clip_scores")) if clip_min != 0 else {}
     entry = {
         "resolution": resolution,
         "steps": steps,
         "clip_score": accuracy.get("CLIP_SCORE"),
         "fid_score": accuracy.get("FID_SCORE"),
         "lpips_diversity": lpips.get("mean"),  # with quality.diversity_seeds > 0
-        "accepted_share": accepted.get("accepted_share"),  # with cost.accept_clip_min > 0
+        "accepted_share": accepted.get("accepted_share"),  # with a nonzero cost.accept_clip_min
         "status": status,
         "error": result["error"],
         "run_dir": result["run_dir"],

@@ -144,7 +144,8 @@ class CostSection:
     gpu_hour_usd: float = 0.0  # 0 = no cost figures
     instance: str = ""
     instances: dict = field(default_factory=dict)
-    accept_clip_min: float = 0.0  # acceptance rule for "cost per accepted image": CLIP score >= this; 0 = none
+    # acceptance rule for "cost per accepted image": CLIP score >= this; 0 = none (stand-in scores are negative)
+    accept_clip_min: float = 0.0
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ Throughput, by scenario:
 The hourly price is per device: a run on N devices (workers.devices, or N Ray actors) pays N x price;
 a pool of worker processes on one machine pays for one device.
 
-Cost per accepted image: with `cost.accept_clip_min` > 0, an image is accepted when its own CLIP score
+Cost per accepted image: with a nonzero `cost.accept_clip_min`, an image is accepted when its own CLIP score
 is at least that value, and cost per accepted image = cost per image / accepted share. Only per-image
 CLIP scores decide it (accuracy.json "clip_scores", written by accuracy mode); a mean CLIP score says
 nothing about the share, so without per-image scores the figure is None with the reason.
@@ -88,7 +88,7 @@ def cost_figures(
     out["cost_per_image_usd"] = per_image
     out["cost_per_1000_images_usd"] = round(per_image * 1000, 6)
     out["images_per_usd"] = round(1 / per_image, 3)
-    if cost.accept_clip_min > 0:
+    if cost.accept_clip_min != 0:
         out["acceptance"] = acceptance(cost.accept_clip_min, clip_scores)
         share = out["acceptance"].get("accepted_share")
         out["cost_per_accepted_image_usd"] = per_image / share if share else None

@@ -144,6 +144,8 @@ def test_quality_puts_clip_into_the_rows(harness_cache: Path, tmp_path: Path) ->
         "--quality",
         *QUICK,
         *("--set", "dataset.count=12", "--set", "cost.gpu_hour_usd=2.5"),
+        # stand-in CLIP scores are negative (about -3 to -5): a rule that accepts some of them
+        *("--set", "cost.accept_clip_min=-3.8"),
         *("--set", "quality.diversity_seeds=2", "--set", "quality.diversity_prompts=2"),
         timeout=240,
     )
@@ -160,12 +162,14 @@ def test_quality_puts_clip_into_the_rows(harness_cache: Path, tmp_path: Path) ->
     # LPIPS diversity of the quality run, and the cost of each row from its own throughput
     child = json.loads((Path(quality["run_dir"]) / "summary.json").read_text())
     assert quality["lpips_diversity"] == child["quality"]["lpips_diversity"]["mean"] is not None
+    share = sum(c >= -3.8 for c in accuracy["clip_scores"]) / len(accuracy["clip_scores"])
+    assert 0 < share < 1 and quality["accepted_share"] == pytest.approx(share)  # the rule splits the images
     for r in doc["rows"]:
         # throughput: Offline's samples/s; SingleStream's 1 / mean latency (harness/cost.py)
         ips = r["images_per_second"] if r["scenario"] == "Offline" else 1 / r["seconds_per_image"]
         assert r["cost_per_image_usd"] == pytest.approx(2.5 / 3600 / ips, rel=1e-4)
         assert r["images_per_usd"] == pytest.approx(1 / r["cost_per_image_usd"], rel=1e-3)
-        assert r["cost_per_accepted_image_usd"] is None  # no acceptance rule given
+        assert r["cost_per_accepted_image_usd"] == pytest.approx(r["cost_per_image_usd"] / share)
         assert r["first_image_cold_s"] > r["first_image_warm_s"] > 0
     # the sweep's report: quality tables, LPIPS, the quality run's images, the SingleStream latency plot
     md = (out / "report.md").read_text()
