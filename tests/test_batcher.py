@@ -30,10 +30,15 @@ def test_batches_keep_order_and_respect_the_limit(chunks: list[list[int]], limit
         sent.extend(chunk)
     batcher.close()
     got: list[int] = []
+    sizes: list[int] = []
     while (batch := batcher.next_batch()) is not None:
-        assert 1 <= len(batch) <= limit
+        sizes.append(len(batch))
         got.extend(q.sample_index for q in batch)
     assert got == sent
+    # Everything was queued before the first pull: batches fill to the limit across the put() chunks,
+    # and only the last may be smaller.
+    full, rest = divmod(len(sent), limit)
+    assert sizes == [limit] * full + ([rest] if rest else [])
 
 
 @settings(max_examples=50, deadline=None)
