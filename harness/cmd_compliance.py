@@ -20,7 +20,6 @@ import logging
 import os
 import shutil
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -104,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
         # performance run is the one TEST01 compares speed with.
         accuracy_run = _reference(cfg, args.accuracy_run, "accuracy") if args.test == "TEST01" else None
         performance_run = _reference(cfg, args.performance_run, "performance")
-        run_dir = _make_dir(cfg, args.test)
+        run_dir = make_run_dir(cfg, args.test)
         audit = write_audit_config(args.test, run_dir / AUDIT_FILE, args.audit_config)
     except RunFailed as exc:
         return _fail(str(exc), 1)
@@ -182,20 +181,6 @@ def _discard_if_unused(run_dir: Path) -> None:
     """A run that never started (bad input found while loading) leaves no directory behind."""
     if {p.name for p in run_dir.iterdir()} <= {"harness.log", AUDIT_FILE}:
         shutil.rmtree(run_dir, ignore_errors=True)
-
-
-def _make_dir(cfg: RunConfig, label: str) -> Path:
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    r = cfg.run
-    base = Path(r.output_dir) / f"{stamp}-{cfg.model.name}-{r.backend}-{r.scenario}-{label}"
-    path, n = base, 1
-    while True:
-        try:
-            path.mkdir(parents=True, exist_ok=False)
-            return path
-        except FileExistsError:
-            n += 1
-            path = base.with_name(f"{base.name}-{n}")
 
 
 def _reference(cfg: RunConfig, given: str | None, mode: str) -> Path:

@@ -18,6 +18,8 @@ from typing import Any
 
 import numpy as np
 
+from harness.console import fmt
+
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - Python 3.10
@@ -191,14 +193,6 @@ def build_report(
 # -- the report files ----------------------------------------------------------------------------
 
 
-def _fmt(value: Any, digits: int = 2) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, float):
-        return f"{value:.{digits}f}"
-    return str(value)
-
-
 def _setup_text(row: dict[str, Any]) -> str:
     setup = row["setup_s"]
     if not setup:
@@ -240,10 +234,10 @@ def markdown(report: dict[str, Any]) -> str:
         mem = r.get("peak_memory") or {}
         speedup = f"{r['speedup']:.2f}x" if r.get("speedup") is not None else "-"
         lines.append(
-            f"| `{r['backend']}` | {_fmt(r['samples_per_second'], 3)} | {speedup} | {_fmt(lat.get('p50'), 1)} "
-            f"| {_fmt(lat.get('p90'), 1)} | {_fmt(lat.get('p99'), 1)} | {_setup_text(r)} "
-            f"| {_fmt(mem.get('cpu_rss_mib'), 0)} | {_fmt(mem.get('cuda_allocated_mib'), 0)} "
-            f"| {_parity_text(r, ref)} | {_fmt(r.get('loadgen_result'))} | {r['status']} |"
+            f"| `{r['backend']}` | {fmt(r['samples_per_second'], 3)} | {speedup} | {fmt(lat.get('p50'), 1)} "
+            f"| {fmt(lat.get('p90'), 1)} | {fmt(lat.get('p99'), 1)} | {_setup_text(r)} "
+            f"| {fmt(mem.get('cpu_rss_mib'), 0)} | {fmt(mem.get('cuda_allocated_mib'), 0)} "
+            f"| {_parity_text(r, ref)} | {fmt(r.get('loadgen_result'))} | {r['status']} |"
         )
     lines += [
         "",
@@ -261,7 +255,7 @@ def markdown(report: dict[str, Any]) -> str:
         rounds = [x.get("samples_per_second") for x in r.get("rounds") or []]
         if len(rounds) > 1:
             lines.append(
-                f"- `{r['backend']}` samples/s by round: {', '.join(_fmt(v, 3) for v in rounds)} (median shown)"
+                f"- `{r['backend']}` samples/s by round: {', '.join(fmt(v, 3) for v in rounds)} (median shown)"
             )
         if r["status"] != "ok":
             lines.append(f"- `{r['backend']}` failed: {r['error']}")
@@ -285,9 +279,9 @@ def stage_table(rows: list[dict[str, Any]]) -> list[str]:
         "|---|" + "---|" * len(timed),
     ]
     for stage in stages:
-        cells = [_fmt((r["timing"]["stages"].get(stage) or {}).get("mean_ms"), 2) for r in timed]
+        cells = [fmt((r["timing"]["stages"].get(stage) or {}).get("mean_ms"), 2) for r in timed]
         lines.append(f"| {stage} | " + " | ".join(cells) + " |")
-    steps = [_fmt((r["timing"].get("steps") or {}).get("mean_ms"), 2) for r in timed]
+    steps = [fmt((r["timing"].get("steps") or {}).get("mean_ms"), 2) for r in timed]
     outside = [r["timing"].get("outside_backend_share") for r in timed]
     lines.append("| one denoising step | " + " | ".join(steps) + " |")
     lines.append(

@@ -40,7 +40,8 @@ class Progress:
             self._bar.update(self._task, completed=completed, total=total)
 
 
-def _fmt(value: Any, digits: int = 2) -> str:
+def fmt(value: Any, digits: int = 2) -> str:
+    """A figure for a table cell: "-" for missing, floats to `digits` places."""
     if value is None:
         return "-"
     if isinstance(value, float):
@@ -59,12 +60,12 @@ def print_summary(summary: dict[str, Any]) -> None:
     table.add_row("status", summary["status"])
     if summary.get("weights") == "random":
         table.add_row("weights", "[bold yellow]RANDOM[/]: architecture-only run, images are noise")
-    table.add_row("samples/s", _fmt(summary["samples_per_second"], 3))
+    table.add_row("samples/s", fmt(summary["samples_per_second"], 3))
     lat = summary["latency_ms"]
     if lat:
         table.add_row(
             "latency ms p50/p90/p95/p99/max",
-            " / ".join(_fmt(lat.get(k), 1) for k in ("p50", "p90", "p95", "p99", "max")),
+            " / ".join(fmt(lat.get(k), 1) for k in ("p50", "p90", "p95", "p99", "max")),
         )
     table.add_row("batches (size: count)", ", ".join(f"{k}: {v}" for k, v in summary["batch_sizes"].items()) or "-")
     queued = (summary.get("harness") or {}).get("queue_delay_ms") or {}
@@ -72,21 +73,21 @@ def print_summary(summary: dict[str, Any]) -> None:
         batch = summary["harness"].get("batch_time_ms") or {}
         table.add_row(
             "queueing / generation ms p50/p99",
-            f"{_fmt(queued.get('p50'), 1)} / {_fmt(queued.get('p99'), 1)} waiting in the SUT, "
-            f"{_fmt(batch.get('p50'), 1)} / {_fmt(batch.get('p99'), 1)} per batch",
+            f"{fmt(queued.get('p50'), 1)} / {fmt(queued.get('p99'), 1)} waiting in the SUT, "
+            f"{fmt(batch.get('p50'), 1)} / {fmt(batch.get('p99'), 1)} per batch",
         )
     ttfi = summary.get("time_to_first_image_s") or {}
     if ttfi.get("cold") is not None or ttfi.get("warm") is not None:
-        table.add_row("time to first image s", f"cold {_fmt(ttfi.get('cold'), 3)} / warm {_fmt(ttfi.get('warm'), 3)}")
+        table.add_row("time to first image s", f"cold {fmt(ttfi.get('cold'), 3)} / warm {fmt(ttfi.get('warm'), 3)}")
     table.add_row("peak memory MiB", _memory_line(summary.get("peak_memory") or {}))
     energy = summary.get("energy") or {}
     if energy.get("available"):
-        table.add_row("energy", f"{_fmt(energy['joules'], 1)} J, {_fmt(energy['joules_per_image'], 3)} J/image")
+        table.add_row("energy", f"{fmt(energy['joules'], 1)} J, {fmt(energy['joules_per_image'], 3)} J/image")
     cost = summary.get("cost")
     if cost:
         table.add_row("cost", _cost_line(cost))
     table.add_row("samples completed", str(summary["samples_completed"]))
-    table.add_row("LoadGen result", _fmt(summary["loadgen"]["result_validity"]))
+    table.add_row("LoadGen result", fmt(summary["loadgen"]["result_validity"]))
     table.add_row("valid for submission", "yes" if summary["valid_for_submission"] else "no")
     for reason in summary["submission_blockers"][:6]:
         table.add_row("", f"· {reason}")
@@ -98,12 +99,12 @@ def print_summary(summary: dict[str, Any]) -> None:
 def _memory_line(mem: dict[str, Any]) -> str:
     parts = []
     if mem.get("cuda_allocated_mib") is not None:
-        reserved = _fmt(mem.get("cuda_reserved_mib"), 0)
-        parts.append(f"CUDA allocated {_fmt(mem['cuda_allocated_mib'], 0)}, reserved {reserved}")
+        reserved = fmt(mem.get("cuda_reserved_mib"), 0)
+        parts.append(f"CUDA allocated {fmt(mem['cuda_allocated_mib'], 0)}, reserved {reserved}")
     if mem.get("cpu_rss_mib") is not None:
-        parts.append(f"CPU RSS {_fmt(mem['cpu_rss_mib'], 0)}")
+        parts.append(f"CPU RSS {fmt(mem['cpu_rss_mib'], 0)}")
     if mem.get("children_rss_mib") is not None:
-        parts.append(f"worker processes RSS {_fmt(mem['children_rss_mib'], 0)}")
+        parts.append(f"worker processes RSS {fmt(mem['children_rss_mib'], 0)}")
     return ", ".join(parts) or "-"
 
 

@@ -12,10 +12,11 @@ from typing import Any
 from harness.config import RunConfig, to_toml
 
 
-def make_run_dir(cfg: RunConfig) -> Path:
+def make_run_dir(cfg: RunConfig, label: str = "") -> Path:
+    """<output_dir>/<time>-<model>-<backend>-<scenario>-<label, default the mode>, never an existing one."""
     stamp = time.strftime("%Y%m%d-%H%M%S")
     r = cfg.run
-    base = Path(r.output_dir) / f"{stamp}-{cfg.model.name}-{r.backend}-{r.scenario}-{r.mode}"
+    base = Path(r.output_dir) / f"{stamp}-{cfg.model.name}-{r.backend}-{r.scenario}-{label or r.mode}"
     path, n = base, 1
     while True:
         try:

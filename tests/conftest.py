@@ -7,10 +7,13 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from backends.base import ModelSpec
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared"
@@ -58,3 +61,24 @@ def run_cli(harness_cache: Path, tmp_path: Path):
         return CliRun(proc.returncode, proc.stdout, proc.stderr, dirs[-1] if dirs else None)
 
     return _run
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread() -> Iterator[None]:
+    """One torch thread for a module, restored afterwards: on a shared 2-core machine, torch's default
+    of every core made a 64 x 64 image take seconds instead of a tenth of one. Modules that run models
+    in this process use it with `pytestmark = pytest.mark.usefixtures("one_torch_thread")`."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def spec(harness_cache: Path) -> ModelSpec:
+    """The tiny SDXL-shaped model as backends see it: 8 steps, guidance 8, 64 x 64."""
+    from backends.tiny_model import ensure_tiny_model
+
+    return ModelSpec("tiny", str(ensure_tiny_model(harness_cache)), "StableDiffusionXLPipeline", 8, 8.0, 64, 64)

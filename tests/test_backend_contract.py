@@ -13,17 +13,15 @@ Run `python -m pytest tests/test_backend_contract.py -k parity -s` to see the pa
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
-import torch
 
 from backends.base import Backend, BackendError, ModelSpec, PromptBatch
 from backends.diffusers_eager import DiffusersEagerBackend, DiffusersEagerOptions
 from backends.registry import backend_class
-from backends.tiny_model import ensure_tiny_model, tiny_latent_shape
+from backends.tiny_model import tiny_latent_shape
 from harness.compare import Parity, image_parity
 
 # A batch of N against N single runs, in uint8 steps: as for diffusers eager (tests/test_diffusers_eager.py).
@@ -56,25 +54,7 @@ PROMPTS = (
 )
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread() -> Iterator[None]:
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="module")
-def spec(harness_cache: Path) -> ModelSpec:
-    return ModelSpec(
-        name="tiny",
-        path=str(ensure_tiny_model(harness_cache)),
-        pipeline="StableDiffusionXLPipeline",
-        steps=8,
-        guidance_scale=8.0,
-        height=64,
-        width=64,
-    )
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def latents(n: int, seed: int = 0) -> np.ndarray:

@@ -14,7 +14,7 @@ import torch
 from backends.base import Backend, BackendError, ModelSpec, PromptBatch
 from backends.diffusers_eager import DiffusersEagerBackend, DiffusersEagerOptions, to_uint8_nhwc
 from backends.registry import backend_class
-from backends.tiny_model import ensure_tiny_model, tiny_latent_shape
+from backends.tiny_model import tiny_latent_shape
 
 # A batch of N against N single runs, float32 on the CPU, in uint8 units. Measured here: at most 1,
 # on 4 of 98,304 values for a batch of 8 (batched kernels sum in another order); a batch of 3 was
@@ -30,27 +30,7 @@ PROMPTS = (
 )
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread() -> Iterator[None]:
-    """One torch thread, restored afterwards: on a shared 2-core machine, torch's default of every
-    core made a 64 x 64 image take seconds instead of a tenth of one."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="module")
-def spec(harness_cache: Path) -> ModelSpec:
-    return ModelSpec(
-        name="tiny",
-        path=str(ensure_tiny_model(harness_cache)),
-        pipeline="StableDiffusionXLPipeline",
-        steps=8,
-        guidance_scale=8.0,
-        height=64,
-        width=64,
-    )
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -33,20 +32,9 @@ from backends.onnx_export import (  # noqa: E402
 )
 from backends.onnxruntime_backend import OnnxRuntimeBackend, OnnxRuntimeOptions  # noqa: E402
 from backends.sdxl_loop import SDXLLoop  # noqa: E402
-from backends.tiny_model import ensure_tiny_model, tiny_latent_shape  # noqa: E402
+from backends.tiny_model import tiny_latent_shape  # noqa: E402
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread() -> Iterator[None]:
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="module")
-def spec(harness_cache: Path) -> ModelSpec:
-    return ModelSpec("tiny", str(ensure_tiny_model(harness_cache)), "StableDiffusionXLPipeline", 8, 8.0, 64, 64)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -7,16 +7,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from backends.base import BackendError, ModelSpec, PromptBatch
 from backends.diffusers_eager import DiffusersEagerBackend, DiffusersEagerOptions
 from backends.registry import backend_class
-from backends.tiny_model import ensure_tiny_model, tiny_latent_shape
+from backends.tiny_model import tiny_latent_shape
 from backends.torch_compile import TorchCompileBackend, TorchCompileOptions
 from harness.config import resolve_config
 from harness.errors import ConfigError
@@ -25,17 +23,7 @@ from harness.runner import make_backend, model_spec, sut_batch_sizes
 PROMPTS = ("a red bicycle leaning against a brick wall", "two dogs playing in the snow", "a bowl of soup")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread() -> Iterator[None]:
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="module")
-def spec(harness_cache: Path) -> ModelSpec:
-    return ModelSpec("tiny", str(ensure_tiny_model(harness_cache)), "StableDiffusionXLPipeline", 8, 8.0, 64, 64)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def make_batch(n: int, seed: int = 0) -> PromptBatch:
