@@ -4,6 +4,7 @@ and a helper that runs the real CLI in a subprocess."""
 from __future__ import annotations
 
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -82,3 +83,27 @@ def spec(harness_cache: Path) -> ModelSpec:
     from backends.tiny_model import ensure_tiny_model
 
     return ModelSpec("tiny", str(ensure_tiny_model(harness_cache)), "StableDiffusionXLPipeline", 8, 8.0, 64, 64)
+
+
+def run_main(*args: str, out: Path) -> tuple[int, Path | None]:
+    """`python -m harness ARGS` through the CLI's main() in this process; (exit code, run dir).
+
+    main() configures logging and torch threads for a whole process; both are put back afterwards.
+    """
+    import torch
+
+    from harness.cli import main
+
+    root = logging.getLogger()
+    handlers, level, threads = list(root.handlers), root.level, torch.get_num_threads()
+    try:
+        code = main(["--output-dir", str(out), "--no-progress", *args])
+    finally:
+        for handler in root.handlers:
+            if handler not in handlers:
+                handler.close()
+        root.handlers[:] = handlers
+        root.setLevel(level)
+        torch.set_num_threads(threads)
+    dirs = sorted(out.iterdir()) if out.exists() else []
+    return code, (dirs[-1] if dirs else None)

@@ -4,12 +4,12 @@ a verdict against a reference run, exit code 3 on FAIL, and the errors that stop
 from __future__ import annotations
 
 import json
-import logging
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-import torch
+
+from tests.conftest import run_main
 
 QUICK = ["--set", "loadgen.min_duration_ms=200", "--set", "loadgen.min_query_count=4", "--set", "dataset.count=4"]
 
@@ -34,27 +34,13 @@ def harness(harness_cache: Path, tmp_path: Path, capsys: pytest.CaptureFixture[s
     """`python -m harness ARGS` through the CLI's main() in this process (the scorer's models stay
     loaded between runs), each call with its own output folder. main() configures logging and torch
     threads for a whole process; both are put back afterwards."""
-    from harness.cli import main
-
     calls = iter(range(100))
 
     def _run(*args: str) -> Run:
-        out = tmp_path / f"runs{next(calls)}"
-        root = logging.getLogger()
-        handlers, level, threads = list(root.handlers), root.level, torch.get_num_threads()
         capsys.readouterr()
-        try:
-            code = main(["--output-dir", str(out), "--no-progress", *args])
-        finally:
-            for handler in root.handlers:
-                if handler not in handlers:
-                    handler.close()
-            root.handlers[:] = handlers
-            root.setLevel(level)
-            torch.set_num_threads(threads)
+        code, run_dir = run_main(*args, out=tmp_path / f"runs{next(calls)}")
         captured = capsys.readouterr()
-        dirs = sorted(out.iterdir()) if out.exists() else []
-        return Run(code, captured.out, captured.err, dirs[-1] if dirs else None)
+        return Run(code, captured.out, captured.err, run_dir)
 
     return _run
 

@@ -24,6 +24,7 @@ from backends.tiny_families import BUILDERS, FAMILIES, ensure_built_model
 from harness.config import resolve_config
 from harness.latents import LatentSource
 from harness.runner import latent_shape, model_spec
+from tests.conftest import run_main
 
 SCENARIOS = ("SingleStream", "Offline", "Server")
 # (family, the denoiser the pipeline has, the class of its text encoder)
@@ -46,28 +47,6 @@ QUICK = (
     "--set",
     "loadgen.single_stream_expected_latency_ns=20000000",
 )
-
-
-def run_main(*args: str, out: Path) -> tuple[int, Path | None]:
-    """`python -m harness ARGS` through the CLI's main() in this process; (exit code, run dir).
-
-    main() configures logging and torch threads for a whole process; both are put back afterwards.
-    """
-    from harness.cli import main
-
-    root = logging.getLogger()
-    handlers, level, threads = list(root.handlers), root.level, torch.get_num_threads()
-    try:
-        code = main(["--output-dir", str(out), "--no-progress", *args])
-    finally:
-        for handler in root.handlers:
-            if handler not in handlers:
-                handler.close()
-        root.handlers[:] = handlers
-        root.setLevel(level)
-        torch.set_num_threads(threads)
-    dirs = sorted(out.iterdir()) if out.exists() else []
-    return code, (dirs[-1] if dirs else None)
 
 
 @pytest.fixture(scope="module")

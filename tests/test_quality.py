@@ -7,7 +7,6 @@ model with a two-category prompt pack and 2 prompts x 3 seeds of diversity image
 from __future__ import annotations
 
 import json
-import logging
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +21,7 @@ from harness.config import resolve_config
 from harness.errors import ConfigError
 from harness.prompts import load_prompt_pack
 from harness.quality_step import diversity_indices, prepare
+from tests.conftest import run_main
 
 PACK = """\
 name = "two-categories"
@@ -159,24 +159,11 @@ QUICK = ["--set", "loadgen.min_duration_ms=200", "--set", "loadgen.min_query_cou
 def harness(harness_cache: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]):
     """`python -m harness ARGS` through the CLI's main() in this process (as tests/test_accuracy_harness.py);
     logging and torch threads are put back afterwards. Returns (exit code, stderr, run dir or None)."""
-    from harness.cli import main
 
     def _run(*args: str) -> tuple[int, str, Path | None]:
-        out = tmp_path / f"runs{len(list(tmp_path.glob('runs*')))}"
-        root = logging.getLogger()
-        handlers, level, threads = list(root.handlers), root.level, torch.get_num_threads()
         capsys.readouterr()
-        try:
-            code = main(["--output-dir", str(out), "--no-progress", *args])
-        finally:
-            for handler in root.handlers:
-                if handler not in handlers:
-                    handler.close()
-            root.handlers[:] = handlers
-            root.setLevel(level)
-            torch.set_num_threads(threads)
-        dirs = sorted(out.iterdir()) if out.exists() else []
-        return code, capsys.readouterr().err, dirs[-1] if dirs else None
+        code, run_dir = run_main(*args, out=tmp_path / f"runs{len(list(tmp_path.glob('runs*')))}")
+        return code, capsys.readouterr().err, run_dir
 
     return _run
 
