@@ -18,10 +18,19 @@ best batch size. Offline runs already made for --batch-sizes are reused. Each Of
 first of a resolution and steps gets loadgen.offline_expected_qps = the best throughput so far (a
 --set of your own wins), so LoadGen issues about min_duration's worth of samples.
 
+--batch-sizes 1,fit: "fit" is the largest batch that fits in memory, found per resolution and steps
+by `python -m harness fit` (one process, the model loaded once, batch 1, 2, 4, ... up to --max-batch
+until a call runs out of memory, then bisection; one denoising step per call, as the peak memory does
+not grow with the steps). That batch joins the Offline batch sizes, and the ramp stops at it. Not for
+torch-compile or tensorrt (they build per batch size): probe with diffusers-eager.
+
+An Offline point at batch B issues at least 2 x B samples (loadgen.min_query_count is raised to that
+where the run's settings ask for fewer), so its throughput is that of full batches.
+
 --quality adds one accuracy-mode run per resolution and steps: its CLIP score goes into every row of
 that point, accuracy.json's by_category into by_category.
 
-Writes sweep.json (rows, ramp, by_category, quality), sweep.csv and ramp.csv into the sweep
+Writes sweep.json (rows, ramp, fit, by_category, quality), sweep.csv, ramp.csv and fit.csv into the sweep
 directory and prints the table; then report.md/html where harness.report is installed. Exit code 0
 when every run is ok (or ran out of memory in the ramp), 1 otherwise, 2 for bad input.
 """
@@ -31,7 +40,6 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import re
 import subprocess
 import sys
 import time
@@ -39,7 +47,9 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from harness.batch_fit import OUT_OF_MEMORY as OOM
 from harness.batch_ramp import run_ramp
+from harness.cmd_fit import FIXED_SHAPE_BACKENDS
 from harness.config import resolve_config
 from harness.cost import acceptance
 from harness.errors import ConfigError, HarnessError
@@ -79,7 +89,19 @@ QUALITY_COLUMNS = [
     "run_dir",
 ]
 RAMP_COLUMNS = ["resolution", "steps", "batch_size", "images_per_second", "peak_memory_mib", "status", "error", "best"]
-OOM = re.compile(r"OutOfMemoryError|MemoryError|out of memory", re.IGNORECASE)
+FIT_COLUMNS = [
+    "resolution",
+    "steps",
+    "largest_batch",
+    "limited_by",
+    "peak_memory_mib",
+    "device_memory_mib",
+    "probe_steps",
+    "probes",
+    "status",
+    "error",
+    "run_dir",
+]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -89,7 +111,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--plan", metavar="FILE.toml", help="the sweep's lists in a TOML file (see harness/sweep_plan.py)")
     p.add_argument("--resolutions", help="square sides in pixels, e.g. 512,1024 (default: the model's)")
     p.add_argument("--steps", help="denoising steps, e.g. 4,8 (default: the model's)")
-    p.add_argument("--batch-sizes", help="Offline batch sizes, e.g. 1,4 (default 1)")
+    p.add_argument(
+        "--batch-sizes", help="Offline batch sizes, e.g. 1,4 or 1,fit (fit: the largest that fits; default 1)"
+    )
     p.add_argument("--scenarios", help="default SingleStream,Offline")
     p.add_argument("--ramp", action=argparse.BooleanOptionalAction, default=None, help="batch-size ramp (default off)")
     p.add_argument("--max-batch", help="largest batch the ramp tries (default 64)")
@@ -149,6 +173,11 @@ def _resolve_defaults(args: argparse.Namespace, plan: SweepPlan) -> SweepPlan:
 
     cli = {"run.backend": args.backend}
     cfg = resolve_config(args.model, args.config, cli, args.sets)
+    if plan.fit and cfg.run.backend in FIXED_SHAPE_BACKENDS:
+        raise ConfigError(
+            f"--batch-sizes fit cannot probe backend {cfg.run.backend!r} (it builds for fixed batch sizes); "
+            "find the size with --backend diffusers-eager, then pass it as a number"
+        )
     resolutions = plan.resolutions
     if not resolutions:
         if cfg.model.height != cfg.model.width:
@@ -193,7 +222,10 @@ class Sweep:
         best = self.best_ips.get((resolution, steps))
         if scenario == "Offline" and mode == "performance" and best:
             sets.append(f"loadgen.offline_expected_qps={best:.4f}")
-        for item in [*sets, *a.sets]:  # the user's --set comes last, so it wins
+        sets += a.sets  # the user's --set comes after the point's, so it wins
+        if scenario == "Offline" and mode == "performance":
+            sets += self._full_batches(sets, batch_size)
+        for item in sets:
             cmd += ["--set", item]
         proc = subprocess.run(cmd, capture_output=True, text=True)
         dirs = sorted(runs_dir.iterdir()) if runs_dir.exists() else []
@@ -205,6 +237,52 @@ class Sweep:
         shown = result["error"] or f"{_fmt(_images_per_second(result['summary']))} images/s"
         print(f"{label}: {result['status']}, {shown}", flush=True)
         return result
+
+    def _full_batches(self, sets: list[str], batch_size: int) -> list[str]:
+        """The setting that makes an Offline run issue at least two full batches, where it would issue fewer."""
+        from harness.loadgen_settings import build_test_settings
+
+        a = self.args
+        cli = {"run.backend": a.backend, "run.scenario": "Offline"}
+        settings = build_test_settings(resolve_config(a.model, a.config, cli, sets))
+        return [] if settings.min_query_count >= 2 * batch_size else [f"loadgen.min_query_count={2 * batch_size}"]
+
+    def fit(self, resolution: int, steps: int) -> dict[str, Any]:
+        """`python -m harness fit` at this resolution and step count: the largest batch that fits."""
+        a = self.args
+        runs_dir = self.out / "runs" / f"r{resolution}-s{steps}-fit"
+        cmd = [sys.executable, "-m", "harness", "fit", "--model", a.model, "--output-dir", str(runs_dir)]
+        cmd += ["--max-batch", str(self.plan.max_batch)]
+        if a.backend:
+            cmd += ["--backend", a.backend]
+        if a.config:
+            cmd += ["--config", a.config]
+        for item in [f"model.height={resolution}", f"model.width={resolution}", f"model.steps={steps}", *a.sets]:
+            cmd += ["--set", item]
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        dirs = sorted(runs_dir.iterdir()) if runs_dir.exists() else []
+        path = dirs[-1] / "fit.json" if dirs else None
+        entry: dict[str, Any] = {"resolution": resolution, "steps": steps, "largest_batch": 0, "limited_by": None}
+        calls: list[dict[str, Any]] = []
+        if path is not None and path.is_file():
+            fit = json.loads(path.read_text())
+            calls = fit.get("probes") or []
+            entry.update({k: fit.get(k) for k in FIT_COLUMNS if k in fit})
+            entry.update(probes=len(calls), run_dir=str(path.parent))  # each call's figures stay in fit.json
+        if proc.returncode == 0:
+            entry.update(status="ok", error=None)
+        else:
+            failed = [c["error"] for c in calls if c.get("status") == "error"]
+            lines = [ln for ln in proc.stderr.strip().splitlines() if ln.strip()]
+            errors = failed or [ln.removeprefix("error: ") for ln in lines if ln.startswith("error:")] or lines
+            entry.update(status="error", error=(errors or [f"exit code {proc.returncode}"])[-1][-500:])
+        entry.setdefault("run_dir", str(path.parent) if path else "")
+        print(
+            f"r{resolution}-s{steps}-fit: {entry['status']}, largest batch {entry['largest_batch']} "
+            f"({entry['limited_by']}){'' if entry['error'] is None else ': ' + entry['error']}",
+            flush=True,
+        )
+        return entry
 
 
 def _result(proc: subprocess.CompletedProcess[str], summary_path: Path | None) -> dict[str, Any]:
@@ -271,7 +349,7 @@ def row(resolution: int, steps: int, batch_size: int, scenario: str, result: dic
 
 def _quality(sweep: Sweep, resolution: int, steps: int) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """One accuracy-mode run: its CLIP and FID, and accuracy.json's by_category (when the scorer wrote it)."""
-    result = sweep.run(resolution, steps, min(sweep.plan.batch_sizes), "Offline", "accuracy")
+    result = sweep.run(resolution, steps, min(sweep.plan.batch_sizes or (1,)), "Offline", "accuracy")
     accuracy = {}
     if result["run_dir"] and (Path(result["run_dir"]) / "accuracy.json").is_file():
         accuracy = json.loads((Path(result["run_dir"]) / "accuracy.json").read_text())
@@ -309,6 +387,7 @@ def run_sweep(args: argparse.Namespace, plan: SweepPlan, out: Path) -> dict[str,
     sweep = Sweep(args, plan, out)
     rows: list[dict[str, Any]] = []
     ramp: list[dict[str, Any]] = []
+    fits: list[dict[str, Any]] = []
     by_category: list[dict[str, Any]] = []
     quality: list[dict[str, Any]] = []
     for r in plan.resolutions:
@@ -320,15 +399,22 @@ def run_sweep(args: argparse.Namespace, plan: SweepPlan, out: Path) -> dict[str,
                 quality.append(entry)
                 by_category += categories
                 clip = entry["clip_score"]
-            # 2. Latency and throughput per scenario and batch size.
+            # 2. The largest batch that fits joins this point's batch sizes and caps its ramp.
+            batch_sizes, max_batch = plan.batch_sizes, plan.max_batch
+            if plan.fit:
+                fits.append(sweep.fit(r, n))
+                largest = fits[-1]["largest_batch"] or 0
+                if largest:
+                    batch_sizes, max_batch = tuple(sorted({*batch_sizes, largest})), largest
+            # 3. Latency and throughput per scenario and batch size.
             share = quality[-1]["accepted_share"] if plan.quality else None
             for scenario in plan.scenarios:
-                for b in (1,) if scenario == "SingleStream" else plan.batch_sizes:
+                for b in (1,) if scenario == "SingleStream" else batch_sizes:
                     point = {**row(r, n, b, scenario, sweep.run(r, n, b, scenario)), "clip_score": clip}
                     if share and point["cost_per_image_usd"]:
                         point["cost_per_accepted_image_usd"] = point["cost_per_image_usd"] / share
                     rows.append(point)
-            # 3. The batch ramp (Offline), reusing the Offline runs above.
+            # 4. The batch ramp (Offline), reusing the Offline runs above.
             if plan.ramp:
 
                 def measure(b: int, r: int = r, n: int = n) -> dict[str, Any]:
@@ -341,9 +427,9 @@ def run_sweep(args: argparse.Namespace, plan: SweepPlan, out: Path) -> dict[str,
                         "error": res["error"],
                     }
 
-                points = run_ramp(measure, plan.max_batch, plan.ramp_min_gain)
+                points = run_ramp(measure, max_batch, plan.ramp_min_gain)
                 ramp += [{"resolution": r, "steps": n, **p} for p in points]
-    return {"rows": rows, "ramp": ramp, "by_category": by_category, "quality": quality}
+    return {"rows": rows, "ramp": ramp, "fit": fits, "by_category": by_category, "quality": quality}
 
 
 def _fmt(value: Any, digits: int = 3) -> str:
@@ -369,6 +455,14 @@ def table_lines(result: dict[str, Any]) -> list[str]:
             lines.append(
                 f"{p['resolution']:>10} | {p['steps']:>5} | {p['batch_size']:>5} | "
                 f"{_fmt(p['images_per_second']):>17} | {_fmt(p['peak_memory_mib'], 0):>15}{mark}"
+            )
+    if result["fit"]:
+        lines += ["", "largest batch that fits: resolution | steps | batch | limited by | peak memory MiB"]
+        for f in result["fit"]:
+            status = "" if f["status"] == "ok" else f"  [{f['status']}: {f['error']}]"
+            lines.append(
+                f"{f['resolution']:>10} | {f['steps']:>5} | {f['largest_batch']:>5} | {_fmt(f['limited_by']):<10} | "
+                f"{_fmt(f.get('peak_memory_mib'), 0):>15}{status}"
             )
     if result["quality"]:
         lines += ["", "quality: resolution | steps | CLIP | FID"]
@@ -410,12 +504,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     _write_csv(out / "sweep.csv", ROW_COLUMNS, result["rows"])
     _write_csv(out / "ramp.csv", RAMP_COLUMNS, result["ramp"])
+    if result["fit"]:
+        _write_csv(out / "fit.csv", FIT_COLUMNS, result["fit"])
     if result["quality"]:
         _write_csv(out / "quality.csv", QUALITY_COLUMNS, result["quality"])
     print("\n".join(table_lines(result)))
     _write_report(out)
     print(f"sweep results: {out}")
-    statuses = [r["status"] for r in result["rows"] + result["quality"]] + [
+    statuses = [r["status"] for r in result["rows"] + result["quality"] + result["fit"]] + [
         p["status"] for p in result["ramp"] if p["status"] != "oom"
     ]
     return 0 if all(s == "ok" for s in statuses) else 1

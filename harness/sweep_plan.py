@@ -3,7 +3,9 @@
     # python -m harness sweep --plan sweep.toml
     resolutions = [512, 1024]   # square side in pixels: model.height = model.width
     steps = [4, 8]
-    batch_sizes = [1, 4]        # Offline (and Server max batch); SingleStream always runs batch 1
+    batch_sizes = [1, 4]        # Offline (and Server max batch); SingleStream always runs batch 1;
+                                # "fit" = the largest batch that fits (python -m harness fit), found
+                                # per resolution and steps: [1, "fit"], or "1,fit" on the command line
     scenarios = ["SingleStream", "Offline"]
     ramp = true                 # the batch-size ramp (harness/batch_ramp.py)
     max_batch = 64
@@ -29,7 +31,8 @@ from harness.errors import ConfigError
 class SweepPlan:
     resolutions: tuple[int, ...] = ()  # () = the model config's height (which must equal its width)
     steps: tuple[int, ...] = ()  # () = the model config's steps
-    batch_sizes: tuple[int, ...] = (1,)
+    batch_sizes: tuple[int, ...] = (1,)  # may be () when `fit` gives the only batch size
+    fit: bool = False  # add the largest batch that fits to batch_sizes, per resolution and steps
     scenarios: tuple[str, ...] = ("SingleStream", "Offline")
     ramp: bool = False
     max_batch: int = 64
@@ -50,6 +53,23 @@ def int_list(key: str, value: Any) -> tuple[int, ...]:
     if min(numbers) < 1:
         raise error
     return numbers
+
+
+def batch_size_list(value: Any) -> tuple[tuple[int, ...], bool]:
+    """Integers >= 1 and the word "fit" (the largest batch that fits): (the integers, whether "fit" was there)."""
+    items = [x.strip() for x in value.split(",") if x.strip()] if isinstance(value, str) else value
+    if not isinstance(items, list):
+        raise ConfigError(f"batch_sizes must be comma-separated integers >= 1 or fit (e.g. 1,fit), got {value!r}")
+    fit = "fit" in items
+    numbers = [x for x in items if x != "fit"]
+    if not numbers and fit:
+        return (), True
+    try:
+        return int_list("batch_sizes", numbers), fit
+    except ConfigError:
+        raise ConfigError(
+            f"batch_sizes must be comma-separated integers >= 1 or fit (e.g. 1,fit), got {value!r}"
+        ) from None
 
 
 def scenario_list(value: Any) -> tuple[str, ...]:
@@ -75,7 +95,7 @@ def load_plan(path: str | Path) -> SweepPlan:
         raise ConfigError(f"cannot read the sweep plan {str(path)!r}: {exc.strerror}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"sweep plan {str(path)!r} is not valid TOML: {exc}") from None
-    known = {f.name for f in fields(SweepPlan)}
+    known = {f.name for f in fields(SweepPlan)} - {"fit"}  # "fit" is written in batch_sizes
     unknown = sorted(set(data) - known)
     if unknown:
         raise ConfigError(f"unknown key(s) {', '.join(unknown)} in sweep plan {str(path)!r}; known: {', '.join(known)}")
@@ -88,7 +108,9 @@ def override(plan: SweepPlan, values: dict[str, Any]) -> SweepPlan:
     for key, value in values.items():
         if value is None:
             continue
-        if key in ("resolutions", "steps", "batch_sizes"):
+        if key == "batch_sizes":
+            changes["batch_sizes"], changes["fit"] = batch_size_list(value)
+        elif key in ("resolutions", "steps"):
             changes[key] = int_list(key, value)
         elif key == "scenarios":
             changes[key] = scenario_list(value)

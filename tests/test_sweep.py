@@ -273,3 +273,63 @@ def test_a_plan_file_gives_the_lists_and_flags_win(tmp_path: Path) -> None:
         load_plan(plan_file)
     with pytest.raises(ConfigError, match="batch_sizes must be"):
         override(plan, {"batch_sizes": [1.5]})
+
+
+def test_fit_is_a_batch_size_word() -> None:
+    assert override(SweepPlan(), {"batch_sizes": "1,fit"}) == SweepPlan(batch_sizes=(1,), fit=True)
+    assert override(SweepPlan(), {"batch_sizes": ["fit"]}) == SweepPlan(batch_sizes=(), fit=True)
+    assert override(SweepPlan(batch_sizes=(), fit=True), {"batch_sizes": "4"}) == SweepPlan(batch_sizes=(4,))
+    for bad in ("1,fitt", "", "0,fit"):
+        with pytest.raises(ConfigError, match="batch_sizes must be comma-separated integers >= 1 or fit"):
+            override(SweepPlan(), {"batch_sizes": bad})
+
+
+def test_fit_is_refused_for_a_backend_built_per_batch_size(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "harness", "sweep", "--output-dir", str(tmp_path), "--backend", "torch-compile"]
+        + ["--batch-sizes", "1,fit"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=60,
+    )
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1
+    assert "--batch-sizes fit cannot probe backend 'torch-compile'" in proc.stderr
+    assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.slow
+def test_fit_adds_the_largest_batch_and_caps_the_ramp(harness_cache: Path, tmp_path: Path) -> None:
+    # The fake backend runs out of memory above a batch of 5: the search finds 5, Offline runs at 1 and 5, and
+    # the ramp tries 1, 2, 4, 5 (never a size that does not fit).
+    proc, out = _sweep(
+        harness_cache,
+        tmp_path,
+        "--resolutions",
+        "32",
+        "--steps",
+        "2",
+        "--scenarios",
+        "Offline",
+        "--batch-sizes",
+        "1,fit",
+        "--ramp",
+        *QUICK,
+        "--set",
+        "backend.latency_ms=50",
+        "--set",
+        "backend.oom_above_batch=5",
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    doc = json.loads((out / "sweep.json").read_text())
+    (fit,) = doc["fit"]
+    assert (fit["largest_batch"], fit["limited_by"], fit["probes"], fit["status"]) == (5, "memory", 6, "ok")
+    assert json.loads((Path(fit["run_dir"]) / "fit.json").read_text())["largest_batch"] == 5
+    assert [(r["batch_size"], r["status"]) for r in doc["rows"]] == [(1, "ok"), (5, "ok")]
+    assert [(p["batch_size"], p["status"]) for p in doc["ramp"]] == [(1, "ok"), (2, "ok"), (4, "ok"), (5, "ok")]
+    # QUICK asks for 8 samples; a batch of 5 gets 10, two full batches.
+    b5 = Path(next(r["run_dir"] for r in doc["rows"] if r["batch_size"] == 5))
+    assert json.loads((b5 / "summary.json").read_text())["samples_completed"] == 10
+    with (out / "fit.csv").open() as f:
+        assert [(r["largest_batch"], r["limited_by"]) for r in csv.DictReader(f)] == [("5", "memory")]
+    assert "largest batch that fits" in proc.stdout and "Largest batch that fits" in (out / "report.md").read_text()

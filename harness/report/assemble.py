@@ -72,6 +72,7 @@ def _dir_sections(kind: str, dirs: list[DirData]) -> list[Section]:
         speed = Section("Sweep: speed")
         _add(speed, dir_tables.sweep_speed(dirs))
         _add(speed, dir_tables.sweep_ramp(dirs))
+        _add(speed, dir_tables.sweep_fit(dirs))
         _figure(
             speed, "sweep_throughput_vs_batch", "Throughput against batch size", plots.sweep_throughput_vs_batch(dirs)
         )

@@ -18,6 +18,7 @@ from harness.report.document import Table
 SWEEP_SPEED_COLUMNS = ["run", *(c for c in sweep.ROW_COLUMNS if c != "run_dir")]
 SWEEP_QUALITY_COLUMNS = ["run", *(c for c in sweep.QUALITY_COLUMNS if c != "run_dir")]
 SWEEP_RAMP_COLUMNS = ["run", *sweep.RAMP_COLUMNS]
+SWEEP_FIT_COLUMNS = ["run", *(c for c in sweep.FIT_COLUMNS if c != "run_dir")]
 SWEEP_STEPS_COLUMNS = ["run", "resolution", "steps", "clip_score", "seconds_per_image"]
 SWEEP_CATEGORY_COLUMNS = ["run", "resolution", "steps", "category", "clip_score", "count"]
 SCALE_COLUMNS = ["run", *(c for c in scale.COLUMNS if c != "run_dir")]
@@ -71,6 +72,20 @@ def sweep_ramp(sweeps: list[DirData]) -> Table:
         SWEEP_RAMP_COLUMNS,
         rows,
         note="best: the batch size with the highest throughput at that resolution and step count.",
+    )
+
+
+def sweep_fit(sweeps: list[DirData]) -> Table:
+    rows = [r for d in sweeps for r in _pick(d, "fit", SWEEP_FIT_COLUMNS)]
+    return _table(
+        "sweep_fit",
+        "Largest batch that fits",
+        SWEEP_FIT_COLUMNS,
+        rows,
+        note="python -m harness fit: batch 1, 2, 4, ... until a call runs out of memory, then bisection, with "
+        "probe_steps denoising steps per call; limited_by: memory (one more image ran out of memory), max_batch "
+        "(every size up to --max-batch fitted) or error; peak memory in MiB at the largest batch (CUDA reserved, "
+        "else the process's resident set), device memory where CUDA is used.",
     )
 
 

@@ -46,6 +46,7 @@ def _dir_problems(d: DirData) -> list[dict[str, Any]]:
     if d.kind == "sweep":
         keyed = [("sweep point", r, ("resolution", "steps", "batch_size", "scenario")) for r in d.data.get("rows", [])]
         keyed += [("batch ramp point", r, ("resolution", "steps", "batch_size")) for r in d.data.get("ramp", [])]
+        keyed += [("largest-batch search", r, ("resolution", "steps")) for r in d.data.get("fit", [])]
         for what, row, keys in keyed:
             if row.get("status") != "ok":
                 detail = f": {row['error']}" if row.get("error") else ""

@@ -1,0 +1,142 @@
+"""The largest batch that fits: the search (harness/batch_fit.py) and `python -m harness fit`."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from harness import cmd_fit
+from harness.batch_fit import find_largest_batch, is_out_of_memory
+
+
+def _memory_limit(limit: int, calls: list[int]):
+    """A probe whose batches above `limit` run out of memory."""
+
+    def probe(b: int) -> dict:
+        calls.append(b)
+        return {"status": "ok" if b <= limit else "oom"}
+
+    return probe
+
+
+@pytest.mark.parametrize("limit", [1, 2, 3, 5, 8, 11, 37, 63, 64])
+def test_the_search_finds_the_exact_limit_in_few_calls(limit: int) -> None:
+    calls: list[int] = []
+    result = find_largest_batch(_memory_limit(limit, calls), max_batch=256)
+    assert result.largest_batch == limit and result.limited_by == "memory"
+    assert [p["batch_size"] for p in result.probes] == calls
+    assert len(calls) == len(set(calls))  # no size is tried twice
+    assert len(calls) <= 2 * math.ceil(math.log2(limit + 1)) + 1
+    assert max(b for b in calls if b <= limit) == limit and min(b for b in calls if b > limit) == limit + 1
+
+
+def test_the_cap_and_a_batch_of_one_that_does_not_fit() -> None:
+    calls: list[int] = []
+    result = find_largest_batch(_memory_limit(1000, calls), max_batch=24)
+    assert (result.largest_batch, result.limited_by, calls) == (24, "max_batch", [1, 2, 4, 8, 16, 24])
+    calls = []
+    result = find_largest_batch(_memory_limit(0, calls), max_batch=24)
+    assert (result.largest_batch, result.limited_by, calls) == (0, "memory", [1])
+
+
+def test_a_failure_other_than_memory_stops_the_search() -> None:
+    def probe(b: int) -> dict:
+        return {"status": "error", "error": "boom"} if b == 4 else {"status": "ok"}
+
+    result = find_largest_batch(probe, max_batch=64)
+    assert (result.largest_batch, result.limited_by) == (2, "error")
+    assert [p["batch_size"] for p in result.probes] == [1, 2, 4] and result.probes[-1]["error"] == "boom"
+
+
+def test_out_of_memory_is_recognised_in_each_library_s_words() -> None:
+    assert is_out_of_memory(MemoryError())
+    assert is_out_of_memory(torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"))
+    assert is_out_of_memory(
+        RuntimeError("[ONNXRuntimeError] : 6 : RUNTIME_EXCEPTION : Failed to allocate memory for requested buffer")
+    )
+    assert is_out_of_memory(RuntimeError("cuDNN error: CUDNN_STATUS_ALLOC_FAILED"))
+    assert not is_out_of_memory(ValueError("height must be a multiple of 8"))
+
+
+# python -m harness fit --------------------------------------------------------------------------
+
+
+def _fit(tmp_path: Path, *args: str) -> tuple[int, dict | None]:
+    """cmd_fit.main in this process, logging put back afterwards; (exit code, fit.json)."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    try:
+        code = cmd_fit.main(["--output-dir", str(tmp_path), *args])
+    finally:
+        root.handlers[:] = handlers
+        root.setLevel(level)
+    found = list(tmp_path.glob("*-fit/fit.json"))
+    return code, (json.loads(found[0].read_text()) if found else None)
+
+
+def test_fit_finds_where_the_backend_runs_out_of_memory(
+    harness_cache: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, fit = _fit(tmp_path, "--backend", "fake", "--set", "backend.oom_above_batch=11")
+    assert code == 0 and fit is not None
+    assert (fit["largest_batch"], fit["limited_by"], fit["max_batch"]) == (11, "memory", 64)
+    assert [(p["batch_size"], p["status"]) for p in fit["probes"]] == [
+        (1, "ok"),
+        (2, "ok"),
+        (4, "ok"),
+        (8, "ok"),
+        (16, "oom"),
+        (12, "oom"),
+        (10, "ok"),
+        (11, "ok"),
+    ]
+    assert "MemoryError" in fit["probes"][4]["error"] and fit["probes"][3]["error"] is None
+    assert fit["peak_memory_mib"] == fit["probes"][-1]["cpu_rss_mib"] > 0  # no CUDA here: the resident set
+    assert fit["device_memory_mib"] is None and fit["host"]["cpu"] and fit["libraries"]
+    assert "largest batch that fits: 11 (the next size ran out of memory)" in capsys.readouterr().out
+
+
+def test_fit_runs_the_real_pipeline_with_one_step_per_call(
+    harness_cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, one_torch_thread: None
+) -> None:
+    seen_steps: list[int] = []
+    make_backend = cmd_fit.make_backend
+
+    def recording(cfg, spec):  # type: ignore[no-untyped-def]
+        seen_steps.append(spec.steps)
+        return make_backend(cfg, spec)
+
+    monkeypatch.setattr(cmd_fit, "make_backend", recording)
+    sets = ["--set", "model.height=32", "--set", "model.width=32"]
+    code, fit = _fit(tmp_path, "--max-batch", "3", *sets)
+    assert code == 0 and fit is not None and seen_steps == [1]
+    assert (fit["largest_batch"], fit["limited_by"], fit["steps"], fit["probe_steps"]) == (3, "max_batch", 8, 1)
+    assert [p["batch_size"] for p in fit["probes"]] == [1, 2, 3] and all(p["seconds"] > 0 for p in fit["probes"])
+    assert fit["backend"] == "diffusers-eager" and (fit["height"], fit["width"]) == (32, 32)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--backend", "torch-compile"], "fit cannot probe backend 'torch-compile'"),
+        (["--set", "model.height=30"], "multiples of model.vae_scale_factor"),
+    ],
+)
+def test_fit_bad_input_is_one_line_and_exit_code_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], args: list[str], message: str
+) -> None:
+    code, fit = _fit(tmp_path, *args)
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and fit is None and err.startswith("error:") and "\n" not in err and message in err
+    assert not list(tmp_path.iterdir())
+
+
+def test_fit_refuses_a_max_batch_below_one(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        cmd_fit.main(["--output-dir", str(tmp_path), "--max-batch", "0"])
+    assert exc.value.code == 2 and "--max-batch must be an integer >= 1, got '0'" in capsys.readouterr().err
