@@ -4,7 +4,8 @@ batch that fits in memory, and the peak memory at every batch size tried.
 One process loads the model once, by the run's own path (real weights, or `model.weights=random`), then
 calls the backend at batch 1, 2, 4, ... up to `--max-batch` until a call runs out of memory, and bisects
 between the last size that fitted and the first that did not (harness/batch_fit.py). After an
-out-of-memory call the cached memory is released (gc, torch.cuda.empty_cache) before the next call.
+out-of-memory call the cached memory is released (gc, torch.cuda.empty_cache); every call starts
+from an emptied CUDA cache, so its reserved figure is its own.
 
 Each call runs `--probe-steps` denoising steps (default 1): every step runs the same computation and
 frees its activations before the next, so the peak memory of a call does not grow with the step count,
@@ -102,7 +103,8 @@ def make_probe(backend: Backend, inputs: RunInputs) -> ProbeFn:
     def probe(batch_size: int) -> dict[str, Any]:
         batch = direct_batch(inputs.prompts, inputs.latents, [i % count for i in range(batch_size)])
         torch = _cuda_in_use()
-        if torch is not None:
+        if torch is not None:  # so that the reserved figure is this call's, not a cache left by an earlier one
+            torch.cuda.empty_cache()
             torch.cuda.reset_peak_memory_stats()
         status, error = "ok", None
         start = time.perf_counter()

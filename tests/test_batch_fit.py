@@ -140,3 +140,24 @@ def test_fit_refuses_a_max_batch_below_one(tmp_path: Path, capsys: pytest.Captur
     with pytest.raises(SystemExit) as exc:
         cmd_fit.main(["--output-dir", str(tmp_path), "--max-batch", "0"])
     assert exc.value.code == 2 and "--max-batch must be an integer >= 1, got '0'" in capsys.readouterr().err
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_fit_on_cuda_stops_where_the_allocator_runs_out(harness_cache: Path, tmp_path: Path) -> None:
+    # Cap torch's allocator at six times what one image needs: the search must end on a real CUDA OOM,
+    # recover from it, and report the peak memory of the largest batch within the cap.
+    sets = ["--set", "backend.device=cuda", "--set", "model.height=256", "--set", "model.width=256"]
+    code, one = _fit(tmp_path / "one", "--max-batch", "1", *sets)
+    assert code == 0 and one is not None and one["device_memory_mib"] > 0
+    cap_mib = 6 * one["probes"][0]["cuda_reserved_mib"]
+    torch.cuda.empty_cache()
+    torch.cuda.set_per_process_memory_fraction(min(1.0, cap_mib / one["device_memory_mib"]))
+    try:
+        code, fit = _fit(tmp_path / "capped", "--max-batch", "512", *sets)
+    finally:
+        torch.cuda.set_per_process_memory_fraction(1.0)
+    assert code == 0 and fit is not None
+    assert fit["limited_by"] == "memory" and 2 <= fit["largest_batch"] < 512
+    assert any(p["status"] == "oom" and "out of memory" in p["error"].lower() for p in fit["probes"])
+    assert fit["peak_memory_mib"] <= cap_mib * 1.01

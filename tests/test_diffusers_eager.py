@@ -190,6 +190,7 @@ def test_cuda_without_cuda_is_an_error_not_a_fallback(spec: ModelSpec) -> None:
         b.load()
 
 
+@pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_cuda_runs_the_contract(spec: ModelSpec) -> None:
     b = DiffusersEagerBackend(spec, DiffusersEagerOptions(device="cuda"))

@@ -3,17 +3,26 @@
 #
 #     bash tools/gpu_check.sh
 #
-# Installs the carried wheels (diffusers and the few packages the GPU image lacks; fetch them here
-# first with `../shared/device/wheels.sh`), prints the GPU and library versions, then runs the
-# benchmark (SDXL base 1.0, then FLUX.2-klein-4B; random weights from configs/components/) with a
-# hard time limit. Results: $OUT/gpu_bench.json (written after every measurement) and the full log
-# in $OUT/gpu_bench.log. Budget: about 8 minutes in all (install ~10 s, benchmark <= ~450 s).
+# Installs the carried wheels (diffusers, LoadGen and the few packages the GPU image lacks; fetch them
+# here first with `../shared/device/wheels.sh`), prints the GPU and library versions, then measures,
+# through the harness itself (LoadGen, the diffusers-eager backend, random weights built from
+# configs/components/), in this order so that what matters most lands first:
+#   1. SDXL (MLPerf recipe) at 1024 x 1024, 20 steps: SingleStream at batch 1, the largest batch that
+#      fits (python -m harness fit), Offline at that batch;
+#   2. FLUX.2-klein-4B at 1024 x 1024, 4 steps: the same;
+#   3. FLUX.2-klein-4B at 512 x 512, 4 steps: the same;
+#   4. the GPU tests (pytest -m gpu).
+# Each part has its own time limit (timeout kills the part's whole process group) and writes into
+# $OUT as it goes: $OUT/issue5/<sweep dir>/sweep.json (rows, fit), fit.csv, sweep.csv and every run's
+# directory; the logs as $OUT/*.log. Budget: about 560 s in all; GPU_CHECK_SCALE=0.5 halves every limit.
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1
 
-OUT="${OUT:-$PWD/gpu_bench_out}"
-mkdir -p "$OUT"
+OUT="${OUT:-$PWD/gpu_check_out}"
+mkdir -p "$OUT/issue5"
 export OUT
+SCALE="${GPU_CHECK_SCALE:-1}"
+limit() { python3 -c "print(max(30, int($1 * $SCALE)))"; }
 
 if [ -z "${GPU_CHECK_SKIP_WHEELS:-}" ] && ls .whl/*.whl >/dev/null 2>&1; then
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
@@ -22,6 +31,7 @@ if [ -z "${GPU_CHECK_SKIP_WHEELS:-}" ] && ls .whl/*.whl >/dev/null 2>&1; then
 else
   echo "not installing .whl/*.whl (none, or GPU_CHECK_SKIP_WHEELS set): using the installed packages"
 fi
+export HARNESS_CACHE_DIR=/tmp/harness-cache PYTHONUNBUFFERED=1
 
 {
   echo "=== nvidia-smi ==="
@@ -34,26 +44,37 @@ print("python", sys.version.split()[0])
 print("torch", torch.__version__, "cuda", torch.version.cuda, "available", torch.cuda.is_available())
 if torch.cuda.is_available():
     print("device", torch.cuda.get_device_name(0), "capability", torch.cuda.get_device_capability(0))
-for name in ("diffusers", "transformers", "triton"):
+for name in ("diffusers", "transformers", "mlperf_loadgen", "matplotlib"):
     try:
         mod = __import__(name)
-        print(name, mod.__version__, getattr(mod, "__file__", ""))
+        print(name, getattr(mod, "__version__", "?"), getattr(mod, "__file__", ""))
     except Exception as exc:  # noqa: BLE001
         print(name, "unavailable:", exc)
 EOF
 } 2>&1 | tee "$OUT/gpu_env.log"
 
-echo "=== benchmark ==="
-PYTHONUNBUFFERED=1 timeout 500 python3 -m tools.gpu_bench --out "$OUT" --budget-s 430 "$@" 2>&1 \
-  | tee "$OUT/gpu_bench.log"
-rc=${PIPESTATUS[0]}
-echo "gpu_bench exit code: $rc (124 = hit the 500 s limit; partial results are in $OUT/gpu_bench.json)"
+# Short LoadGen runs: SingleStream for 10 s (at least 8 images); Offline issues two full batches (the sweep
+# raises min_query_count to 2 x batch). offline_expected_qps=0.1 keeps LoadGen from asking for more.
+COMMON=(--set model.weights=random --set backend.device=cuda --set backend.dtype=bfloat16
+  --scenarios SingleStream,Offline --batch-sizes fit --max-batch 64
+  --set loadgen.min_duration_ms=10000 --set loadgen.min_query_count=8 --set loadgen.offline_expected_qps=0.1
+  --output-dir "$OUT/issue5")
 
-if [ -z "${GPU_CHECK_SKIP_HARNESS:-}" ]; then
-  echo "=== harness smoke run on the GPU: tiny model, diffusers-eager, cuda, Offline ==="
-  HARNESS_CACHE_DIR=/tmp/harness-cache PYTHONUNBUFFERED=1 timeout 120 python3 -m harness \
-    --scenario Offline --set backend.device=cuda --output-dir /tmp/harness-runs --no-progress 2>&1 \
-    | tail -40 | tee "$OUT/harness_gpu.log"
-  cp /tmp/harness-runs/*/summary.json "$OUT/harness_gpu_summary.json" 2>/dev/null || true
-fi
-exit "$rc"
+part() {  # part NAME SECONDS COMMAND...
+  local name="$1" seconds
+  seconds="$(limit "$2")"
+  shift 2
+  echo "=== $name (limit ${seconds} s) ==="
+  local start=$SECONDS
+  timeout -k 10 "$seconds" "$@" 2>&1 | tee "$OUT/$name.log" | grep -v "^\s*$" | tail -25
+  echo "$name: exit code ${PIPESTATUS[0]} after $((SECONDS - start)) s (124 = hit the limit)"
+}
+
+part sdxl_1024 250 python3 -m harness sweep --model sdxl --resolutions 1024 --steps 20 "${COMMON[@]}"
+part flux2_klein_1024 140 python3 -m harness sweep --model flux2-klein-4b --resolutions 1024 --steps 4 "${COMMON[@]}"
+part flux2_klein_512 110 python3 -m harness sweep --model flux2-klein-4b --resolutions 512 --steps 4 "${COMMON[@]}"
+part gpu_tests 60 python3 -m pytest -q -m gpu -p no:cacheprovider tests/test_batch_fit.py tests/test_diffusers_eager.py
+
+# What comes back: the sweep directories without the bulky LoadGen detail logs of every run.
+find "$OUT/issue5" -name mlperf_log_detail.txt -size +1M -delete
+du -sh "$OUT"
