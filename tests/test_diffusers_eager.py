@@ -72,6 +72,21 @@ def test_images_are_uint8_nhwc_and_c_contiguous(backend: DiffusersEagerBackend) 
     assert all(ns > 0 for ns in out.stage_times_ns.values())
 
 
+def test_vae_slicing_decodes_one_image_at_a_time_with_the_same_images(
+    spec: ModelSpec, backend: DiffusersEagerBackend
+) -> None:
+    sliced = DiffusersEagerBackend(spec, DiffusersEagerOptions(num_threads=0, vae_slicing=True))
+    sliced.load()
+    try:
+        assert sliced._pipe.vae.use_slicing and not backend._pipe.vae.use_slicing
+        batch = make_batch(PROMPTS, latents(3))
+        diff = np.abs(sliced.generate(batch).images.astype(int) - backend.generate(batch).images.astype(int))
+        assert diff.max() <= BATCH_MAX_ABS_DIFF and np.count_nonzero(diff) <= BATCH_MAX_DIFFERING_FRACTION * diff.size
+        assert sliced.describe()["options"]["vae_slicing"] is True
+    finally:
+        sliced.close()
+
+
 def test_same_latents_give_identical_images(backend: DiffusersEagerBackend) -> None:
     batch = make_batch(PROMPTS[:1], latents(1))
     np.testing.assert_array_equal(backend.generate(batch).images, backend.generate(batch).images)

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The command to run on the lent GPU machine, from the repository root, with `.whl` carried:
 #
-#     bash tools/gpu_check.sh [sdxl] [flux] [tests]      (no argument: all three, in this order)
+#     bash tools/gpu_check.sh [sdxl] [flux] [slicing] [tests]    (no argument: sdxl flux tests)
 #
 # Installs the carried wheels (diffusers, LoadGen and the few packages the GPU image lacks; fetch them
 # here first with `../shared/device/wheels.sh`), prints the GPU and library versions, then measures,
@@ -10,6 +10,7 @@
 #   sdxl:  SDXL (MLPerf recipe) at 1024 x 1024, 20 steps: SingleStream at batch 1, the largest batch that
 #          fits (python -m harness fit), Offline at that batch;
 #   flux:  FLUX.2-klein-4B at 1024 x 1024 and then 512 x 512, 4 steps: the same;
+#   slicing: the largest SDXL batch that fits with backend.vae_slicing=true (is the VAE decode the limit?);
 #   tests: the GPU tests (pytest -m gpu).
 # Each part has its own time limit (timeout kills the part's whole process group) and writes into
 # $OUT as it goes: $OUT/issue5/<sweep dir>/sweep.json (rows, fit), fit.csv, sweep.csv and every run's
@@ -82,8 +83,11 @@ for p in "${PARTS[@]}"; do
       part flux2_klein_1024 180 python3 -m harness sweep --model flux2-klein-4b --resolutions 1024 --steps 4 "${COMMON[@]}"
       part flux2_klein_512 150 python3 -m harness sweep --model flux2-klein-4b --resolutions 512 --steps 4 "${COMMON[@]}"
       ;;
+    slicing)
+      part sdxl_1024_fit_vae_slicing 120 python3 -m harness fit --model sdxl --output-dir "$OUT/issue5/fit-vae-slicing" --max-batch 128 \
+        --set model.weights=random --set backend.device=cuda --set backend.dtype=bfloat16 --set backend.vae_slicing=true ;;
     tests) part gpu_tests 60 python3 -m pytest -q -m gpu -p no:cacheprovider tests/test_batch_fit.py tests/test_diffusers_eager.py ;;
-    *) echo "unknown part $p: choose from sdxl, flux, tests"; exit 2 ;;
+    *) echo "unknown part $p: choose from sdxl, flux, slicing, tests"; exit 2 ;;
   esac
 done
 
