@@ -14,8 +14,11 @@ run that follows at the found size, at full steps, records its own peak memory (
 
 Peak memory per call: torch.cuda.max_memory_allocated and max_memory_reserved, reset before each call,
 where torch runs on CUDA; else the process's peak resident set, which never goes down (the figure of the
-largest call so far). On a CPU the kernel's OOM killer usually ends the process before Python sees a
-MemoryError, so there `fit` mostly reports `limited_by: max_batch`.
+largest call so far). Memory a library allocates outside torch (ONNX Runtime's CUDA arena) is not in
+the CUDA figures, though its out-of-memory errors still end the search. On a CPU the kernel's OOM killer
+usually ends the process before Python sees a MemoryError, so there `fit` mostly reports
+`limited_by: max_batch`. The backend runs in this process: worker settings (`workers.*`) do not apply,
+and the answer is per device.
 
 torch-compile and tensorrt build for fixed batch shapes and are refused: probe with diffusers-eager (the
 same weights), then run the compiled backend at that size (a sweep records "oom" if it does not fit).
