@@ -491,6 +491,11 @@ def _write_report(out: Path) -> None:
     print(f"report: {md}, {html}")
 
 
+def _weights(args: argparse.Namespace) -> str:
+    """model.weights of every run ("random" flags the sweep as architecture-only in its report)."""
+    return str(resolve_config(args.model, args.config, {"run.backend": args.backend}, args.sets).model.weights)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
@@ -504,7 +509,7 @@ def main(argv: list[str] | None = None) -> int:
     result = run_sweep(args, plan, out)
     write_json(
         out / "sweep.json",
-        {**result, "model": args.model, "backend": args.backend, "plan": asdict(plan)},
+        {**result, "model": args.model, "backend": args.backend, "weights": _weights(args), "plan": asdict(plan)},
     )
     _write_csv(out / "sweep.csv", ROW_COLUMNS, result["rows"])
     _write_csv(out / "ramp.csv", RAMP_COLUMNS, result["ramp"])

@@ -7,6 +7,7 @@ import csv
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -117,6 +118,25 @@ def test_a_failed_run_is_called_out_at_the_top(runs: dict[str, Path], tmp_path: 
     # A clean run says so instead.
     md_ok = write_report([runs["accuracy"]], tmp_path / "ok")[0].read_text()
     assert "PROBLEM(S)" not in md_ok and "none: every run finished" in md_ok
+
+
+def test_random_weights_are_called_out_at_the_top(runs: dict[str, Path], tmp_path: Path) -> None:
+    run = shutil.copytree(runs["fast"], tmp_path / "random-run")
+    summary = _summary(run) | {"weights": "random"}
+    (run / "summary.json").write_text(json.dumps(summary))
+    sweep = shutil.copytree(runs["sweep"], tmp_path / "random-sweep")
+    doc = json.loads((sweep / "sweep.json").read_text()) | {"weights": "random"}
+    (sweep / "sweep.json").write_text(json.dumps(doc))
+    md = write_report([run, sweep], tmp_path / "out")[0].read_text()
+    assert "PROBLEM(S)" in md.split("## ", 1)[0]
+    rows, _ = _table(tmp_path / "out", "problems")
+    flagged = {r["run"] for r in rows if r["problem"].startswith("random weights (model.weights = random)")}
+    assert flagged == {"random-run", "random-sweep"}
+    # The same run with its real weights has no such row.
+    write_report([runs["fast"]], tmp_path / "real")
+    assert not (tmp_path / "real" / "tables" / "problems.csv").exists() or not any(
+        "random weights" in r["problem"] for r in _table(tmp_path / "real", "problems")[0]
+    )
 
 
 def test_two_runs_show_deltas_against_the_first(runs: dict[str, Path], tmp_path: Path) -> None:

@@ -323,6 +323,7 @@ def test_fit_adds_the_largest_batch_and_caps_the_ramp(harness_cache: Path, tmp_p
     assert proc.returncode == 0, proc.stderr[-3000:]
     doc = json.loads((out / "sweep.json").read_text())
     (fit,) = doc["fit"]
+    assert doc["weights"] == "pretrained"  # the report flags "random" sweeps
     assert (fit["largest_batch"], fit["limited_by"], fit["probes"], fit["status"]) == (5, "memory", 6, "ok")
     assert json.loads((Path(fit["run_dir"]) / "fit.json").read_text())["largest_batch"] == 5
     assert [(r["batch_size"], r["status"]) for r in doc["rows"]] == [(1, "ok"), (5, "ok")]

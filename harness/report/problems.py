@@ -8,6 +8,7 @@ from harness.report.collect import DirData, Input, RunData
 from harness.report.document import Table
 
 PROBLEM_COLUMNS = ["run", "status", "problem"]
+RANDOM_WEIGHTS = "random weights (model.weights = random): an architecture-only performance run, its images are noise"
 
 
 def _run_problems(r: RunData) -> list[dict[str, Any]]:
@@ -30,6 +31,8 @@ def _run_problems(r: RunData) -> list[dict[str, Any]]:
         out.append(f"LoadGen result INVALID: {(loadgen.get('invalid_reason') or 'no reason given').strip()}")
     if loadgen.get("errors"):
         out.append(f"LoadGen errors: {'; '.join(map(str, loadgen['errors']))}")
+    if s.get("weights") == "random":
+        out.append(RANDOM_WEIGHTS)
     verdict = r.accuracy.get("verdict")
     if verdict in ("FAIL", "ERROR"):
         reasons = r.accuracy.get("reasons") or [r.accuracy.get("error")]
@@ -43,6 +46,8 @@ def _point(row: dict[str, Any], keys: tuple[str, ...]) -> str:
 
 def _dir_problems(d: DirData) -> list[dict[str, Any]]:
     out = []
+    if d.data.get("weights") == "random":
+        out.append(("ok", RANDOM_WEIGHTS))
     if d.kind == "sweep":
         keyed = [("sweep point", r, ("resolution", "steps", "batch_size", "scenario")) for r in d.data.get("rows", [])]
         keyed += [("batch ramp point", r, ("resolution", "steps", "batch_size")) for r in d.data.get("ramp", [])]
