@@ -24,7 +24,7 @@ torch-compile and tensorrt build for fixed batch shapes and are refused: probe w
 same weights), then run the compiled backend at that size (a sweep records "oom" if it does not fit).
 
 Writes fit.json (largest_batch, limited_by, the probes, host and libraries) into a run directory
-`<output-dir>/<time>-<model>-<backend>-<scenario>-fit` and prints one line per call. Exit code 0 when
+`<output-dir>/<time>-<model>-<backend>-fit` and prints one line per call. Exit code 0 when
 batch 1 fits, 1 when it does not or a call failed otherwise, 2 for bad input.
 """
 
@@ -193,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
     except HarnessError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    run_dir = make_run_dir(cfg, "fit")
+    run_dir = make_run_dir(cfg, command="fit")
     try:
         backend.load()
     except Exception as exc:  # noqa: BLE001 - a load that runs out of memory is a result too

@@ -12,11 +12,13 @@ from typing import Any
 from harness.config import RunConfig, to_toml
 
 
-def make_run_dir(cfg: RunConfig, label: str = "") -> Path:
-    """<output_dir>/<time>-<model>-<backend>-<scenario>-<label, default the mode>, never an existing one."""
+def make_run_dir(cfg: RunConfig, label: str = "", command: str = "") -> Path:
+    """<output_dir>/<time>-<model>-<backend>-<scenario>-<label, default the mode>, never an existing one;
+    a command that runs no scenario (fit) puts its name in place of <scenario>-<label>."""
     stamp = time.strftime("%Y%m%d-%H%M%S")
     r = cfg.run
-    base = Path(r.output_dir) / f"{stamp}-{cfg.model.name}-{r.backend}-{r.scenario}-{label or r.mode}"
+    tail = command or f"{r.scenario}-{label or r.mode}"
+    base = Path(r.output_dir) / f"{stamp}-{cfg.model.name}-{r.backend}-{tail}"
     path, n = base, 1
     while True:
         try:
