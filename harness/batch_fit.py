@@ -21,9 +21,11 @@ from typing import Any
 ProbeFn = Callable[[int], dict[str, Any]]
 
 # How out-of-memory reads in the libraries the backends use: torch (CUDA and CPU), Python's
-# MemoryError, ONNX Runtime ("Failed to allocate memory"), TensorRT and cuDNN allocation failures.
+# MemoryError, ONNX Runtime ("Failed to allocate memory"), and the allocation failures that cuBLAS,
+# cuDNN and the CUDA runtime report near the limit instead of torch's own OutOfMemoryError.
 OUT_OF_MEMORY = re.compile(
-    r"OutOfMemoryError|MemoryError|out of memory|Failed to allocate memory|CUDNN_STATUS_ALLOC_FAILED",
+    r"OutOfMemoryError|MemoryError|out of memory|Failed to allocate memory"
+    r"|CUBLAS_STATUS_ALLOC_FAILED|CUDNN_STATUS_ALLOC_FAILED|cudaErrorMemoryAllocation",
     re.IGNORECASE,
 )
 

@@ -25,7 +25,8 @@ same weights), then run the compiled backend at that size (a sweep records "oom"
 
 Writes fit.json (largest_batch, limited_by, the probes, host and libraries) into a run directory
 `<output-dir>/<time>-<model>-<backend>-fit` and prints one line per call. Exit code 0 when
-batch 1 fits, 1 when it does not or a call failed otherwise, 2 for bad input.
+batch 1 fits, 1 when it does not or a call failed otherwise, 2 for bad input (the backend's refusal to
+load included).
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ import sys
 import time
 from typing import Any
 
-from backends.base import Backend
+from backends.base import Backend, BackendError
 from harness.batch_fit import FitResult, ProbeFn, find_largest_batch, is_out_of_memory
 from harness.config import resolve_config
 from harness.errors import ConfigError, HarnessError
@@ -120,9 +121,14 @@ def make_probe(backend: Backend, inputs: RunInputs) -> ProbeFn:
             status = "oom" if is_out_of_memory(exc) else "error"
             error = f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
         seconds = time.perf_counter() - start
-        memory = peak_memory()
-        if status != "ok":
-            _release_memory()
+        try:
+            memory = peak_memory()
+            if status != "ok":
+                _release_memory()
+        except Exception as exc:  # a CUDA error that poisons the context fails these too: record, stop
+            memory = dict.fromkeys(("cpu_rss_mib", "children_rss_mib", "cuda_allocated_mib", "cuda_reserved_mib"))
+            status = "error"
+            error = error or f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
         log.info(
             "batch %4d: %-5s %8.3f s  peak %s MiB%s",
             batch_size,
@@ -198,8 +204,10 @@ def main(argv: list[str] | None = None) -> int:
         backend.load()
     except Exception as exc:  # noqa: BLE001 - a load that runs out of memory is a result too
         if not is_out_of_memory(exc):
+            # The backend's own refusals (a missing folder, CUDA asked for where there is none) are bad input.
+            code = 2 if isinstance(exc, BackendError) else 1
             print(f"error: loading {cfg.model.name} failed: {type(exc).__name__}: {exc}", file=sys.stderr)
-            return 1
+            return code
         line = f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
         result = FitResult(0, "memory", [{"batch_size": 0, "status": "oom", "error": f"while loading: {line}"}])
     else:

@@ -25,7 +25,7 @@ not grow with the steps). That batch joins the Offline batch sizes, and the ramp
 torch-compile or tensorrt (they build per batch size): probe with diffusers-eager.
 
 An Offline point at batch B issues at least 2 x B samples (loadgen.min_query_count is raised to that
-where the run's settings ask for fewer), so its throughput is that of full batches.
+where the run's settings ask for fewer), so at least two full batches make its throughput.
 
 --quality adds one accuracy-mode run per resolution and steps: its CLIP score goes into every row of
 that point, accuracy.json's by_category into by_category.
@@ -116,7 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--scenarios", help="default SingleStream,Offline")
     p.add_argument("--ramp", action=argparse.BooleanOptionalAction, default=None, help="batch-size ramp (default off)")
-    p.add_argument("--max-batch", help="largest batch the ramp tries (default 64)")
+    p.add_argument("--max-batch", help="largest batch the ramp and the fit search try (default 64)")
     p.add_argument(
         "--ramp-min-gain",
         type=str,
@@ -191,6 +191,11 @@ def _resolve_defaults(args: argparse.Namespace, plan: SweepPlan) -> SweepPlan:
         for n in plan.steps:
             for b in {*plan.batch_sizes, plan.max_batch}:
                 latent_shape(resolve_config(args.model, args.config, cli, [*point_sets(r, n, b), *args.sets]))
+    # LoadGen settings too: the sweep reads them itself (the Offline floor), and a bad one stops it here.
+    from harness.loadgen_settings import build_test_settings
+
+    for scenario in plan.scenarios:
+        build_test_settings(resolve_config(args.model, args.config, {**cli, "run.scenario": scenario}, args.sets))
     return plan
 
 

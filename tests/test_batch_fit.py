@@ -60,6 +60,8 @@ def test_out_of_memory_is_recognised_in_each_library_s_words() -> None:
         RuntimeError("[ONNXRuntimeError] : 6 : RUNTIME_EXCEPTION : Failed to allocate memory for requested buffer")
     )
     assert is_out_of_memory(RuntimeError("cuDNN error: CUDNN_STATUS_ALLOC_FAILED"))
+    assert is_out_of_memory(RuntimeError("CUDA error: CUBLAS_STATUS_ALLOC_FAILED when calling `cublasCreate(handle)`"))
+    assert is_out_of_memory(RuntimeError("CUDA error: cudaErrorMemoryAllocation"))
     assert not is_out_of_memory(ValueError("height must be a multiple of 8"))
 
 
@@ -120,6 +122,22 @@ def test_fit_runs_the_real_pipeline_with_one_step_per_call(
     assert fit["backend"] == "diffusers-eager" and (fit["height"], fit["width"]) == (32, 32)
 
 
+def test_fit_stops_on_a_failure_other_than_memory_with_exit_code_1(harness_cache: Path, tmp_path: Path) -> None:
+    code, fit = _fit(tmp_path, "--backend", "fake", "--set", "backend.fail_at_call=3")
+    assert code == 1 and fit is not None
+    assert (fit["largest_batch"], fit["limited_by"]) == (2, "error")
+    assert fit["probes"][-1]["batch_size"] == 4 and "injected failure on call 3" in fit["probes"][-1]["error"]
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_a_backend_that_refuses_to_load_is_bad_input(
+    harness_cache: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, fit = _fit(tmp_path, "--set", "backend.device=cuda")
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert code == 2 and fit is None and err.startswith("error: loading tiny failed") and "no silent fallback" in err
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
@@ -145,8 +163,8 @@ def test_fit_refuses_a_max_batch_below_one(tmp_path: Path, capsys: pytest.Captur
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_fit_on_cuda_stops_where_the_allocator_runs_out(harness_cache: Path, tmp_path: Path) -> None:
-    # Cap torch's allocator at six times what one image needs: the search must end on a real CUDA OOM,
-    # recover from it, and report the peak memory of the largest batch within the cap.
+    # Cap torch's allocator at six times the batch-1 footprint (weights included): the search must end on a
+    # real CUDA OOM, recover from it, and report the peak memory of the largest batch within the cap.
     sets = ["--set", "backend.device=cuda", "--set", "model.height=256", "--set", "model.width=256"]
     code, one = _fit(tmp_path / "one", "--max-batch", "1", *sets)
     assert code == 0 and one is not None and one["device_memory_mib"] > 0

@@ -187,6 +187,7 @@ def test_quality_puts_clip_into_the_rows(harness_cache: Path, tmp_path: Path) ->
         (["--scenarios", "Offlin"], "unknown scenario"),
         (["--resolutions", "30"], "multiples of model.vae_scale_factor"),
         (["--ramp-min-gain", "x"], "--ramp-min-gain must be a number"),
+        (["--set", "loadgen.no_such_setting=1"], "unknown LoadGen setting"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_code_2(tmp_path: Path, args: list[str], message: str) -> None:
@@ -334,3 +335,38 @@ def test_fit_adds_the_largest_batch_and_caps_the_ramp(harness_cache: Path, tmp_p
     with (out / "fit.csv").open() as f:
         assert [(r["largest_batch"], r["limited_by"]) for r in csv.DictReader(f)] == [("5", "memory")]
     assert "largest batch that fits" in proc.stdout and "Largest batch that fits" in (out / "report.md").read_text()
+
+
+def test_the_offline_floor_keeps_a_larger_query_count(tmp_path: Path, harness_cache: Path) -> None:
+    from harness.cmd_sweep import Sweep, build_parser
+
+    args = build_parser().parse_args(["--backend", "fake"])
+    sweep = Sweep(args, SweepPlan(), tmp_path)
+    assert sweep._full_batches(["loadgen.min_query_count=8"], 5) == ["loadgen.min_query_count=10"]
+    assert sweep._full_batches(["loadgen.min_query_count=64"], 5) == []
+    assert sweep._full_batches(["loadgen.min_query_count=10"], 5) == []
+
+
+@pytest.mark.slow
+def test_a_failed_fit_is_a_failed_point_and_no_offline_run(harness_cache: Path, tmp_path: Path) -> None:
+    proc, out = _sweep(
+        harness_cache,
+        tmp_path,
+        "--resolutions",
+        "32",
+        "--steps",
+        "2",
+        "--scenarios",
+        "Offline",
+        "--batch-sizes",
+        "fit",
+        *QUICK,
+        "--set",
+        "backend.fail_at_call=1",
+    )
+    assert proc.returncode == 1
+    doc = json.loads((out / "sweep.json").read_text())
+    (fit,) = doc["fit"]
+    assert (fit["largest_batch"], fit["limited_by"], fit["status"]) == (0, "error", "error")
+    assert "injected failure on call 1" in fit["error"] and doc["rows"] == []
+    assert "largest-batch search resolution=32, steps=2 error" in (out / "report.md").read_text()

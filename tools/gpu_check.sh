@@ -71,8 +71,12 @@ part() {  # part NAME SECONDS COMMAND...
   echo "=== $name (limit ${seconds} s) ==="
   local start=$SECONDS
   timeout -k 10 "$seconds" "$@" 2>&1 | tee "$OUT/$name.log" | grep -v "^\s*$" | tail -25
-  echo "$name: exit code ${PIPESTATUS[0]} after $((SECONDS - start)) s (124 = hit the limit)"
+  local code=${PIPESTATUS[0]}
+  echo "$name: exit code $code after $((SECONDS - start)) s (124 or 137 = hit the limit)"
+  [ "$code" -gt "$WORST" ] && WORST=$code
+  return 0
 }
+WORST=0
 
 PARTS=("$@")
 [ ${#PARTS[@]} -eq 0 ] && PARTS=(sdxl flux tests)
@@ -94,3 +98,4 @@ done
 # What comes back: the sweep directories without the bulky LoadGen detail logs of every run.
 find "$OUT/issue5" -name mlperf_log_detail.txt -size +1M -delete
 du -sh "$OUT"
+exit "$WORST"  # the worst part's exit code (a sweep exits 1 when any of its points failed)
