@@ -85,7 +85,9 @@ for p in "${PARTS[@]}"; do
     sdxl) part sdxl_1024 300 python3 -m harness sweep --model sdxl --resolutions 1024 --steps 20 "${COMMON[@]}" ;;
     flux)
       part flux2_klein_1024 180 python3 -m harness sweep --model flux2-klein-4b --resolutions 1024 --steps 4 "${COMMON[@]}"
-      part flux2_klein_512 150 python3 -m harness sweep --model flux2-klein-4b --resolutions 512 --steps 4 "${COMMON[@]}"
+      # About 0.5 GiB per image at 512 (H200: 15.6 GiB at batch 1, 17.0 at 4): the limit is above 64.
+      part flux2_klein_512 150 python3 -m harness sweep --model flux2-klein-4b --resolutions 512 --steps 4 "${COMMON[@]}" \
+        --max-batch 256
       ;;
     slicing)
       part sdxl_1024_fit_vae_slicing 120 python3 -m harness fit --model sdxl --output-dir "$OUT/issue5/fit-vae-slicing" --max-batch 128 \
