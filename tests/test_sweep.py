@@ -299,6 +299,10 @@ def test_fit_is_refused_for_a_backend_built_per_batch_size(tmp_path: Path) -> No
     assert not list(tmp_path.iterdir())
 
 
+# One resolution and step count, Offline only, short LoadGen runs.
+ONE_POINT_OFFLINE = ["--resolutions", "32", "--steps", "2", "--scenarios", "Offline", *QUICK]
+
+
 @pytest.mark.slow
 def test_fit_adds_the_largest_batch_and_caps_the_ramp(harness_cache: Path, tmp_path: Path) -> None:
     # The fake backend runs out of memory above a batch of 5: the search finds 5, Offline runs at 1 and 5, and
@@ -306,16 +310,10 @@ def test_fit_adds_the_largest_batch_and_caps_the_ramp(harness_cache: Path, tmp_p
     proc, out = _sweep(
         harness_cache,
         tmp_path,
-        "--resolutions",
-        "32",
-        "--steps",
-        "2",
-        "--scenarios",
-        "Offline",
+        *ONE_POINT_OFFLINE,
         "--batch-sizes",
         "1,fit",
         "--ramp",
-        *QUICK,
         "--set",
         "backend.latency_ms=50",
         "--set",
@@ -350,19 +348,7 @@ def test_the_offline_floor_keeps_a_larger_query_count(tmp_path: Path, harness_ca
 @pytest.mark.slow
 def test_a_failed_fit_is_a_failed_point_and_no_offline_run(harness_cache: Path, tmp_path: Path) -> None:
     proc, out = _sweep(
-        harness_cache,
-        tmp_path,
-        "--resolutions",
-        "32",
-        "--steps",
-        "2",
-        "--scenarios",
-        "Offline",
-        "--batch-sizes",
-        "fit",
-        *QUICK,
-        "--set",
-        "backend.fail_at_call=1",
+        harness_cache, tmp_path, *ONE_POINT_OFFLINE, "--batch-sizes", "fit", "--set", "backend.fail_at_call=1"
     )
     assert proc.returncode == 1
     doc = json.loads((out / "sweep.json").read_text())
