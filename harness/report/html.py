@@ -76,8 +76,8 @@ def render_html(doc: Document) -> str:
     body.append("</ul>")
     if doc.alerts:
         body.append(
-            f'<div class="alert" role="alert"><strong>{len(doc.alerts)} problem(s): failed runs or '
-            "invalid results</strong><ul>"
+            f'<div class="alert" role="alert"><strong>{len(doc.alerts)} problem(s): read these before the '
+            "figures</strong><ul>"
         )
         body += [f"<li><strong>{escape(a)}</strong></li>" for a in doc.alerts]
         body.append("</ul></div>")

@@ -31,7 +31,7 @@ def render_markdown(doc: Document) -> str:
     lines += [f"- {i}" for i in doc.inputs]
     lines.append("")
     if doc.alerts:
-        lines += [f"> **{len(doc.alerts)} PROBLEM(S): failed runs or invalid results**", ">"]
+        lines += [f"> **{len(doc.alerts)} PROBLEM(S): read these before the figures**", ">"]
         lines += [f"> - **{a}**" for a in doc.alerts]
         lines.append("")
     for section in doc.sections:
