@@ -45,7 +45,16 @@ from harness.config import resolve_config
 from harness.errors import ConfigError, HarnessError
 from harness.manifest import host_info, library_versions
 from harness.run_dir import make_run_dir, write_json
-from harness.runner import RunInputs, direct_batch, latent_shape, make_backend, peak_memory, prepare_inputs
+from harness.runner import (
+    PEAK_MEMORY_KEYS,
+    RunInputs,
+    direct_batch,
+    headline_memory_mib,
+    latent_shape,
+    make_backend,
+    peak_memory,
+    prepare_inputs,
+)
 
 log = logging.getLogger(__name__)
 
@@ -86,18 +95,19 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _release_memory() -> None:
-    gc.collect()
-    torch = sys.modules.get("torch")
-    if torch is not None and torch.cuda.is_available() and torch.cuda.is_initialized():
-        torch.cuda.empty_cache()
-
-
 def _cuda_in_use() -> Any:
+    """torch, where this process has used CUDA; else None."""
     torch = sys.modules.get("torch")
     if torch is not None and torch.cuda.is_available() and torch.cuda.is_initialized():
         return torch
     return None
+
+
+def _release_memory() -> None:
+    gc.collect()
+    torch = _cuda_in_use()
+    if torch is not None:
+        torch.cuda.empty_cache()
 
 
 def make_probe(backend: Backend, inputs: RunInputs) -> ProbeFn:
@@ -126,7 +136,7 @@ def make_probe(backend: Backend, inputs: RunInputs) -> ProbeFn:
             if status != "ok":
                 _release_memory()
         except Exception as exc:  # a CUDA error that poisons the context fails these too: record, stop
-            memory = dict.fromkeys(("cpu_rss_mib", "children_rss_mib", "cuda_allocated_mib", "cuda_reserved_mib"))
+            memory = dict.fromkeys(PEAK_MEMORY_KEYS)
             status = "error"
             error = error or f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
         log.info(
@@ -134,20 +144,12 @@ def make_probe(backend: Backend, inputs: RunInputs) -> ProbeFn:
             batch_size,
             status,
             seconds,
-            memory["cuda_reserved_mib"] or memory["cpu_rss_mib"],
+            headline_memory_mib(memory),
             f"  ({error})" if error else "",
         )
         return {"status": status, "seconds": round(seconds, 4), **memory, "error": error}
 
     return probe
-
-
-def headline_memory_mib(probe: dict[str, Any]) -> float | None:
-    """CUDA reserved where measured (what the device held), else allocated, else the resident set."""
-    for key in ("cuda_reserved_mib", "cuda_allocated_mib", "cpu_rss_mib"):
-        if probe.get(key) is not None:
-            return float(probe[key])
-    return None
 
 
 def _device_memory_mib() -> float | None:

@@ -53,7 +53,9 @@ from harness.cmd_fit import FIXED_SHAPE_BACKENDS
 from harness.config import resolve_config
 from harness.cost import acceptance
 from harness.errors import ConfigError, HarnessError
+from harness.loadgen_settings import build_test_settings
 from harness.run_dir import write_json
+from harness.runner import headline_memory_mib, latent_shape
 from harness.sweep_plan import SweepPlan, load_plan, override
 
 ROW_COLUMNS = [
@@ -169,8 +171,6 @@ def point_sets(resolution: int, steps: int, batch_size: int) -> list[str]:
 def _resolve_defaults(args: argparse.Namespace, plan: SweepPlan) -> SweepPlan:
     """Fill the model's own resolution and steps where the plan has none; check every point's config
     (latent shape included) here, so bad input stops the sweep before its first run."""
-    from harness.runner import latent_shape
-
     cli = {"run.backend": args.backend}
     cfg = resolve_config(args.model, args.config, cli, args.sets)
     if plan.fit and cfg.run.backend in FIXED_SHAPE_BACKENDS:
@@ -192,8 +192,6 @@ def _resolve_defaults(args: argparse.Namespace, plan: SweepPlan) -> SweepPlan:
             for b in {*plan.batch_sizes, plan.max_batch}:
                 latent_shape(resolve_config(args.model, args.config, cli, [*point_sets(r, n, b), *args.sets]))
     # LoadGen settings too: the sweep reads them itself (the Offline floor), and a bad one stops it here.
-    from harness.loadgen_settings import build_test_settings
-
     for scenario in plan.scenarios:
         build_test_settings(resolve_config(args.model, args.config, {**cli, "run.scenario": scenario}, args.sets))
     return plan
@@ -245,8 +243,6 @@ class Sweep:
 
     def _full_batches(self, sets: list[str], batch_size: int) -> list[str]:
         """The setting that makes an Offline run issue at least two full batches, where it would issue fewer."""
-        from harness.loadgen_settings import build_test_settings
-
         a = self.args
         cli = {"run.backend": a.backend, "run.scenario": "Offline"}
         settings = build_test_settings(resolve_config(a.model, a.config, cli, sets))
@@ -277,10 +273,8 @@ class Sweep:
         if proc.returncode == 0:
             entry.update(status="ok", error=None)
         else:
-            failed = [c["error"] for c in calls if c.get("status") == "error"]
-            lines = [ln for ln in proc.stderr.strip().splitlines() if ln.strip()]
-            errors = failed or [ln.removeprefix("error: ") for ln in lines if ln.startswith("error:")] or lines
-            entry.update(status="error", error=(errors or [f"exit code {proc.returncode}"])[-1][-500:])
+            failed = [c["error"] for c in calls if c.get("status") == "error"]  # a call's own error says most
+            entry.update(status="error", error=failed[-1][-500:] if failed else _stderr_error(proc))
         entry.setdefault("run_dir", str(path.parent) if path else "")
         print(
             f"r{resolution}-s{steps}-fit: {entry['status']}, largest batch {entry['largest_batch']} "
@@ -300,21 +294,20 @@ def _result(proc: subprocess.CompletedProcess[str], summary_path: Path | None) -
             status = "oom"
         return {"status": status, "error": error, "summary": summary, "run_dir": str(summary_path.parent)}
     # No summary: the run stopped before LoadGen (for example out of memory while loading or warming up).
-    lines = [ln for ln in proc.stderr.strip().splitlines() if ln.strip()]
-    errors = [ln for ln in lines if ln.startswith("error:")]
-    error = (errors or lines or [f"exit code {proc.returncode}"])[-1].removeprefix("error: ")
     status = "oom" if OOM.search(proc.stderr) else "error"
     run_dir = str(summary_path.parent) if summary_path is not None else ""
-    return {"status": status, "error": error[-500:], "summary": None, "run_dir": run_dir}
+    return {"status": status, "error": _stderr_error(proc), "summary": None, "run_dir": run_dir}
+
+
+def _stderr_error(proc: subprocess.CompletedProcess[str]) -> str:
+    """A child's reason for failing: its last `error:` line, else its last line, else its exit code."""
+    lines = [ln for ln in proc.stderr.strip().splitlines() if ln.strip()]
+    errors = [ln for ln in lines if ln.startswith("error:")]
+    return (errors or lines or [f"exit code {proc.returncode}"])[-1].removeprefix("error: ")[-500:]
 
 
 def peak_memory_mib(summary: dict[str, Any] | None) -> float | None:
-    mem = (summary or {}).get("peak_memory") or {}
-    for key in ("cuda_reserved_mib", "cuda_allocated_mib"):
-        if mem.get(key) is not None:
-            return float(mem[key])
-    cpu = [mem[k] for k in ("cpu_rss_mib", "children_rss_mib") if mem.get(k) is not None]
-    return float(max(cpu)) if cpu else None
+    return headline_memory_mib((summary or {}).get("peak_memory") or {})
 
 
 def _images_per_second(summary: dict[str, Any] | None) -> float | None:

@@ -595,6 +595,19 @@ def _percentiles_ms(values_ns: list[int]) -> dict[str, float]:
     }
 
 
+PEAK_MEMORY_KEYS = ("cpu_rss_mib", "children_rss_mib", "cuda_allocated_mib", "cuda_reserved_mib")
+
+
+def headline_memory_mib(mem: dict[str, Any]) -> float | None:
+    """The one figure of a peak_memory() dict: CUDA reserved where measured (what the device held), else
+    allocated, else the largest resident set (this process or a worker process)."""
+    for key in ("cuda_reserved_mib", "cuda_allocated_mib"):
+        if mem.get(key) is not None:
+            return float(mem[key])
+    cpu = [mem[k] for k in ("cpu_rss_mib", "children_rss_mib") if mem.get(k) is not None]
+    return float(max(cpu)) if cpu else None
+
+
 def peak_memory(worker_processes: bool = False) -> dict[str, float | None]:
     """Peak memory so far, in MiB: this process's resident set, the largest finished child process's
     (with worker processes only: any other child, such as `git` for the manifest, reports the parent's
@@ -602,12 +615,7 @@ def peak_memory(worker_processes: bool = False) -> dict[str, float | None]:
     reserved (its caching allocator's footprint: what the device actually held). None where it cannot be
     measured (memory a library allocates outside torch, such as ONNX Runtime's or TensorRT's on a GPU, or
     CUDA memory of worker processes, is not in the CUDA figures)."""
-    out: dict[str, float | None] = {
-        "cpu_rss_mib": None,
-        "children_rss_mib": None,
-        "cuda_allocated_mib": None,
-        "cuda_reserved_mib": None,
-    }
+    out: dict[str, float | None] = dict.fromkeys(PEAK_MEMORY_KEYS)
     try:
         import resource
     except ImportError:  # not on POSIX

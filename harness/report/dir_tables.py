@@ -64,24 +64,29 @@ def sweep_speed(sweeps: list[DirData]) -> Table:
     )
 
 
+def _sweep_list(sweeps: list[DirData], key: str, name: str, title: str, columns: list[str], note: str = "") -> Table:
+    """One of sweep.json's lists (ramp, fit, quality, by_category) as a table, every sweep's rows in turn."""
+    return _table(name, title, columns, [r for d in sweeps for r in _pick(d, key, columns)], note=note)
+
+
 def sweep_ramp(sweeps: list[DirData]) -> Table:
-    rows = [r for d in sweeps for r in _pick(d, "ramp", SWEEP_RAMP_COLUMNS)]
-    return _table(
+    return _sweep_list(
+        sweeps,
+        "ramp",
         "sweep_ramp",
         "Batch ramp (best = highest images per second)",
         SWEEP_RAMP_COLUMNS,
-        rows,
         note="best: the batch size with the highest throughput at that resolution and step count.",
     )
 
 
 def sweep_fit(sweeps: list[DirData]) -> Table:
-    rows = [r for d in sweeps for r in _pick(d, "fit", SWEEP_FIT_COLUMNS)]
-    return _table(
+    return _sweep_list(
+        sweeps,
+        "fit",
         "sweep_fit",
         "Largest batch that fits",
         SWEEP_FIT_COLUMNS,
-        rows,
         note="python -m harness fit: batch 1, 2, 4, ... until a call runs out of memory, then bisection, with "
         "probe_steps denoising steps per call; limited_by: memory (one more image ran out of memory), max_batch "
         "(every size up to --max-batch fitted) or error; peak memory in MiB at the largest batch (CUDA reserved, "
@@ -118,12 +123,12 @@ def sweep_steps_quality(sweeps: list[DirData]) -> Table:
 
 
 def sweep_quality(sweeps: list[DirData]) -> Table:
-    rows = [r for d in sweeps for r in _pick(d, "quality", SWEEP_QUALITY_COLUMNS)]
-    return _table(
+    return _sweep_list(
+        sweeps,
+        "quality",
         "sweep_quality",
         "Quality per resolution and steps",
         SWEEP_QUALITY_COLUMNS,
-        rows,
         note="one accuracy-mode run per point: CLIP and FID as the accuracy mode scores them; lpips_diversity: "
         "mean LPIPS between images of the same prompt with different seeds (quality.diversity_seeds); "
         "accepted_share: images whose CLIP score passes cost.accept_clip_min.",
@@ -131,8 +136,9 @@ def sweep_quality(sweeps: list[DirData]) -> Table:
 
 
 def sweep_by_category(sweeps: list[DirData]) -> Table:
-    rows = [r for d in sweeps for r in _pick(d, "by_category", SWEEP_CATEGORY_COLUMNS)]
-    return _table("sweep_quality_by_category", "Sweep quality by prompt category", SWEEP_CATEGORY_COLUMNS, rows)
+    return _sweep_list(
+        sweeps, "by_category", "sweep_quality_by_category", "Sweep quality by prompt category", SWEEP_CATEGORY_COLUMNS
+    )
 
 
 def scale(dirs: list[DirData]) -> Table:

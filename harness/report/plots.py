@@ -56,6 +56,17 @@ def latency_cdf(runs: list[RunData]) -> bytes | None:
     return buf.getvalue()
 
 
+def _lines(lines: list[tuple[str, list[tuple[Any, Any]]]], **axes: str) -> bytes | None:
+    """One marked line per (label, [(x, y), ...]); None when there is none."""
+    if not lines:
+        return None
+    with _figure() as (_, ax, buf):
+        for label, pts in lines:
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=label)
+        ax.set(**axes)
+    return buf.getvalue()
+
+
 def _label(d: DirData, several: bool, text: str) -> str:
     return f"{d.label}: {text}" if several else text
 
@@ -109,13 +120,9 @@ def sweep_time_vs_resolution(sweeps: list[DirData]) -> bytes | None:
         for steps in sorted({k[0] for k in best}, key=lambda s: s or 0):
             pts = sorted((res, t) for (s, res), t in best.items() if s == steps)
             lines.append((_label(d, len(sweeps) > 1, f"{steps} steps"), pts))
-    if not lines:
-        return None
-    with _figure() as (_, ax, buf):
-        for label, pts in lines:
-            ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=label)
-        ax.set(xlabel="resolution, px (square side)", ylabel="seconds per image", title="time against resolution")
-    return buf.getvalue()
+    return _lines(
+        lines, xlabel="resolution, px (square side)", ylabel="seconds per image", title="time against resolution"
+    )
 
 
 def scale_throughput(dirs: list[DirData]) -> bytes | None:
@@ -125,13 +132,7 @@ def scale_throughput(dirs: list[DirData]) -> bytes | None:
         for scenario in sorted({r.get("scenario") for r in rows}):
             pts = sorted((r["workers"], r["samples_per_second"]) for r in rows if r.get("scenario") == scenario)
             lines.append((_label(d, len(dirs) > 1, str(scenario)), pts))
-    if not lines:
-        return None
-    with _figure() as (_, ax, buf):
-        for label, pts in lines:
-            ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=label)
-        ax.set(xlabel="workers", ylabel="samples / s", title="throughput against worker count")
-    return buf.getvalue()
+    return _lines(lines, xlabel="workers", ylabel="samples / s", title="throughput against worker count")
 
 
 def compare_throughput(dirs: list[DirData]) -> bytes | None:
