@@ -2,7 +2,9 @@
 
 It exercises the LoadGen plumbing, measures harness overhead, and injects failures for tests:
 `--set backend.latency_ms=20` sleeps per call, `--set backend.fail_at_call=3` raises on the third,
-`--set backend.oom_above_batch=4` raises MemoryError on batches larger than 4 (a batch-size ramp's end).
+`--set backend.oom_above_batch=4` raises MemoryError on batches larger than 4 (a batch-size ramp's end);
+`--set backend.full_run_oom_above_batch=4` does so only when the model runs more than one denoising step
+(a full run needs more memory than `fit`'s 1-step probe).
 """
 
 from __future__ import annotations
@@ -32,6 +34,8 @@ class FakeOptions:
     # Raise MemoryError ("out of memory", like torch.cuda.OutOfMemoryError) for batches larger than this;
     # 0 = never. Warm-up is exempt, as for fail_at_call: the failure comes inside the timed run.
     oom_above_batch: int = 0
+    # The same, only where model.steps > 1: fit's 1-step probes fit, a full run at that batch does not.
+    full_run_oom_above_batch: int = 0
 
 
 class FakeBackend:
@@ -43,8 +47,9 @@ class FakeBackend:
             raise BackendError(f"fake backend: latencies must be >= 0, got {options}")
         if options.fail_at_call < 0:
             raise BackendError(f"fake backend: fail_at_call must be >= 0, got {options.fail_at_call}")
-        if options.oom_above_batch < 0:
-            raise BackendError(f"fake backend: oom_above_batch must be >= 0, got {options.oom_above_batch}")
+        for key in ("oom_above_batch", "full_run_oom_above_batch"):
+            if getattr(options, key) < 0:
+                raise BackendError(f"fake backend: {key} must be >= 0, got {getattr(options, key)}")
         self.model = model
         self.options = options
         self._calls = 0
@@ -74,6 +79,12 @@ class FakeBackend:
         if self.options.oom_above_batch and len(batch) > self.options.oom_above_batch:
             limit = self.options.oom_above_batch
             raise MemoryError(f"fake backend: out of memory on a batch of {len(batch)} (oom_above_batch={limit})")
+        full_run_limit = self.options.full_run_oom_above_batch
+        if full_run_limit and self.model.steps > 1 and len(batch) > full_run_limit:
+            raise MemoryError(
+                f"fake backend: out of memory on a batch of {len(batch)} at {self.model.steps} steps "
+                f"(full_run_oom_above_batch={full_run_limit})"
+            )
         delay_s = (self.options.latency_ms + self.options.per_image_latency_ms * len(batch)) / 1e3
         if delay_s > 0:
             time.sleep(delay_s)

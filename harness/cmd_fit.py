@@ -12,6 +12,14 @@ frees its activations before the next, so the peak memory of a call does not gro
 and the search costs seconds instead of minutes. `--probe-steps 0` runs the model's own steps. The
 run that follows at the found size, at full steps, records its own peak memory (the sweep's `--fit`).
 
+`--memory-fraction` (default 0.85) caps torch's CUDA allocator at that share of the device's memory for the
+search (torch.cuda.set_per_process_memory_fraction): the answer leaves the rest for what a full run adds
+over a probe. Measured on an H100 (benchmarks/results/issue5_h100_2026-11-26): with no cap, fit found 47
+for SDXL at 1024 x 1024 and 41 for FLUX.2-klein-4B, and full Offline runs at those batches ran out of
+memory (about 29 GiB of the allocator's cache was free but fragmented when a 23 GiB request came);
+at batch 32 a full SDXL run reserved 12% more per image than the probes' trend. `--memory-fraction 1`
+probes to the edge. Without CUDA the cap does not apply (fit.json says so).
+
 Peak memory per call: torch.cuda.max_memory_allocated and max_memory_reserved, reset before each call,
 where torch runs on CUDA; else the process's peak resident set, which never goes down (the figure of the
 largest call so far). Memory a library allocates outside torch (ONNX Runtime's CUDA arena) is not in
@@ -32,11 +40,13 @@ load included).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import gc
 import logging
 import sys
 import time
+from collections.abc import Iterator
 from typing import Any
 
 from backends.base import Backend, BackendError
@@ -59,6 +69,7 @@ from harness.runner import (
 log = logging.getLogger(__name__)
 
 FIXED_SHAPE_BACKENDS = ("torch-compile", "tensorrt")
+DEFAULT_MEMORY_FRACTION = 0.85
 
 
 def _count(name: str, minimum: int) -> Any:
@@ -90,9 +101,25 @@ def build_parser() -> argparse.ArgumentParser:
         default=1,
         help="denoising steps per call (default 1; 0 = the model's own)",
     )
+    p.add_argument(
+        "--memory-fraction",
+        type=memory_fraction,
+        default=DEFAULT_MEMORY_FRACTION,
+        help=f"share of the device's memory the search may use (CUDA; default {DEFAULT_MEMORY_FRACTION})",
+    )
     p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("-v", "--verbose", action="store_true")
     return p
+
+
+def memory_fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"--memory-fraction must be a number in (0, 1], got {text!r}")
+    return value
 
 
 def _cuda_in_use() -> Any:
@@ -159,7 +186,27 @@ def _device_memory_mib() -> float | None:
     return round(torch.cuda.get_device_properties(torch.cuda.current_device()).total_memory / 2**20, 1)
 
 
-def summarise(result: FitResult, args: argparse.Namespace, cfg: Any, steps: int) -> dict[str, Any]:
+@contextlib.contextmanager
+def capped_cuda_memory(fraction: float) -> Iterator[float | None]:
+    """Cap torch's CUDA allocator at `fraction` of the device's memory while inside; yields the cap in MiB,
+    or None where this process uses no CUDA (nothing to cap)."""
+    torch = _cuda_in_use()
+    total = _device_memory_mib()
+    if torch is None or total is None:
+        yield None
+        return
+    device = torch.cuda.current_device()
+    torch.cuda.empty_cache()  # the cap counts what the allocator holds: start from what is in use
+    torch.cuda.set_per_process_memory_fraction(fraction, device)
+    try:
+        yield round(total * fraction, 1)
+    finally:
+        torch.cuda.set_per_process_memory_fraction(1.0, device)
+
+
+def summarise(
+    result: FitResult, args: argparse.Namespace, cfg: Any, steps: int, limit_mib: float | None
+) -> dict[str, Any]:
     fitted = [p for p in result.probes if p["status"] == "ok" and p["batch_size"] == result.largest_batch]
     return {
         "model": cfg.model.name,
@@ -174,6 +221,8 @@ def summarise(result: FitResult, args: argparse.Namespace, cfg: Any, steps: int)
         "limited_by": result.limited_by,
         "peak_memory_mib": headline_memory_mib(fitted[0]) if fitted else None,
         "device_memory_mib": _device_memory_mib(),
+        "memory_fraction": args.memory_fraction,
+        "memory_limit_mib": limit_mib,  # None: no CUDA, the cap did not apply
         "probes": result.probes,
         "backend_options": dict(cfg.backend),
         "host": host_info(),
@@ -202,6 +251,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     run_dir = make_run_dir(cfg, command="fit")
+    limit_mib = None
     try:
         backend.load()
     except Exception as exc:  # noqa: BLE001 - a load that runs out of memory is a result too
@@ -222,12 +272,22 @@ def main(argv: list[str] | None = None) -> int:
             steps,
             args.max_batch,
         )
-        result = find_largest_batch(make_probe(backend, inputs), args.max_batch)
+        with capped_cuda_memory(args.memory_fraction) as limit_mib:
+            if limit_mib is not None:
+                log.info(
+                    "fit: torch's CUDA allocator capped at %.0f MiB (%g of the device)", limit_mib, args.memory_fraction
+                )
+            result = find_largest_batch(make_probe(backend, inputs), args.max_batch)
     finally:
         backend.close()
-    summary = summarise(result, args, cfg, steps)
+    summary = summarise(result, args, cfg, steps, limit_mib)
     write_json(run_dir / "fit.json", summary)
-    why = {"memory": "the next size ran out of memory", "max_batch": "--max-batch reached", "error": "a call failed"}
+    cap = "" if limit_mib is None else f" within {limit_mib:.0f} MiB ({args.memory_fraction:g} of the device)"
+    why = {
+        "memory": f"the next size ran out of memory{cap}",
+        "max_batch": "--max-batch reached",
+        "error": "a call failed",
+    }
     print(
         f"largest batch that fits: {result.largest_batch} ({why[result.limited_by]}); "
         f"peak memory {summary['peak_memory_mib']} MiB; {run_dir / 'fit.json'}"

@@ -21,8 +21,11 @@ first of a resolution and steps gets loadgen.offline_expected_qps = the best thr
 --batch-sizes 1,fit: "fit" is the largest batch that fits in memory, found per resolution and steps
 by `python -m harness fit` (one process, the model loaded once, batch 1, 2, 4, ... up to --max-batch
 until a call runs out of memory, then bisection; one denoising step per call, as the peak memory does
-not grow with the steps). That batch joins the Offline batch sizes, and the ramp stops at it. Not for
-torch-compile or tensorrt (they build per batch size): probe with diffusers-eager.
+not grow with the steps; within --fit-memory-fraction of the device's memory, default 0.85). That batch
+joins the Offline batch sizes, and the ramp stops at it. Should a full run at it still run out of
+memory, the sweep's Offline run steps down to 3/4 of it, at most twice, and records in fit.csv the batch that ran
+(full_run_batch) and those that did not (full_run_oom). Not for torch-compile or tensorrt (they build
+per batch size): probe with diffusers-eager.
 
 An Offline point at batch B issues at least 2 x B samples (loadgen.min_query_count is raised to that
 where the run's settings ask for fewer), so at least two full batches make its throughput.
@@ -90,6 +93,7 @@ QUALITY_COLUMNS = [
     "error",
     "run_dir",
 ]
+FIT_STEP_DOWNS = 2  # how often a sweep steps down from a fitted batch that ran out of memory in a full run
 RAMP_COLUMNS = ["resolution", "steps", "batch_size", "images_per_second", "peak_memory_mib", "status", "error", "best"]
 FIT_COLUMNS = [
     "resolution",
@@ -100,6 +104,10 @@ FIT_COLUMNS = [
     "device_memory_mib",
     "probe_steps",
     "probes",
+    "memory_fraction",
+    "memory_limit_mib",
+    "full_run_batch",
+    "full_run_oom",
     "status",
     "error",
     "run_dir",
@@ -120,6 +128,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ramp", action=argparse.BooleanOptionalAction, default=None, help="batch-size ramp (default off)")
     p.add_argument("--max-batch", help="largest batch the ramp and the fit search try (default 64)")
     p.add_argument(
+        "--fit-memory-fraction",
+        type=str,
+        help="share of the device's memory the fit search may use (default 0.85; python -m harness fit)",
+    )
+    p.add_argument(
         "--ramp-min-gain",
         type=str,
         help="the ramp stops when throughput gains less than this over the best so far (default 0.03 = 3%%)",
@@ -137,12 +150,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _plan(args: argparse.Namespace) -> SweepPlan:
     plan = load_plan(args.plan) if args.plan else SweepPlan()
-    gain = args.ramp_min_gain
-    if gain is not None:
-        try:
-            gain = float(gain)
-        except ValueError:
-            raise ConfigError(f"--ramp-min-gain must be a number (0.03 = 3%), got {gain!r}") from None
+    gain = _number("--ramp-min-gain (0.03 = 3%)", args.ramp_min_gain)
+    fraction = _number("--fit-memory-fraction (0.85 = 85% of the device)", args.fit_memory_fraction)
     return override(
         plan,
         {
@@ -153,9 +162,19 @@ def _plan(args: argparse.Namespace) -> SweepPlan:
             "ramp": args.ramp,
             "max_batch": args.max_batch,
             "ramp_min_gain": gain,
+            "fit_memory_fraction": fraction,
             "quality": args.quality,
         },
     )
+
+
+def _number(flag: str, text: str | None) -> float | None:
+    if text is None:
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        raise ConfigError(f"{flag} must be a number, got {text!r}") from None
 
 
 def point_sets(resolution: int, steps: int, batch_size: int) -> list[str]:
@@ -253,7 +272,7 @@ class Sweep:
         a = self.args
         runs_dir = self.out / "runs" / f"r{resolution}-s{steps}-fit"
         cmd = [sys.executable, "-m", "harness", "fit", "--model", a.model, "--output-dir", str(runs_dir)]
-        cmd += ["--max-batch", str(self.plan.max_batch)]
+        cmd += ["--max-batch", str(self.plan.max_batch), "--memory-fraction", str(self.plan.fit_memory_fraction)]
         if a.backend:
             cmd += ["--backend", a.backend]
         if a.config:
@@ -263,7 +282,14 @@ class Sweep:
         proc = subprocess.run(cmd, capture_output=True, text=True)
         dirs = sorted(runs_dir.iterdir()) if runs_dir.exists() else []
         path = dirs[-1] / "fit.json" if dirs else None
-        entry: dict[str, Any] = {"resolution": resolution, "steps": steps, "largest_batch": 0, "limited_by": None}
+        entry: dict[str, Any] = {
+            "resolution": resolution,
+            "steps": steps,
+            "largest_batch": 0,
+            "limited_by": None,
+            "full_run_batch": None,
+            "full_run_oom": "",
+        }
         calls: list[dict[str, Any]] = []
         if path is not None and path.is_file():
             fit = json.loads(path.read_text())
@@ -282,6 +308,29 @@ class Sweep:
             flush=True,
         )
         return entry
+
+    def step_down_from_fit(
+        self, resolution: int, steps: int, batch_size: int, scenario: str, fit: dict[str, Any]
+    ) -> tuple[int, dict[str, Any]]:
+        """The run at the fitted batch; where it ran out of memory, runs at 3/4 of the batch, at most twice.
+        Returns the last batch tried and its result; records the outcome in the fit entry."""
+        result = self.run(resolution, steps, batch_size, scenario)
+        out_of_memory: list[int] = []
+        while result["status"] == "oom" and len(out_of_memory) < FIT_STEP_DOWNS and batch_size > 1:
+            out_of_memory.append(batch_size)
+            smaller = max(1, batch_size * 3 // 4)
+            print(
+                f"r{resolution}-s{steps}-fit: a full {scenario} run at batch {batch_size} ran out of memory; "
+                f"trying {smaller}",
+                flush=True,
+            )
+            batch_size = smaller
+            result = self.run(resolution, steps, batch_size, scenario)
+        if result["status"] == "oom":
+            out_of_memory.append(batch_size)
+        fit["full_run_oom"] = ",".join(map(str, out_of_memory))
+        fit["full_run_batch"] = batch_size if result["status"] == "ok" else None
+        return batch_size, result
 
 
 def _result(proc: subprocess.CompletedProcess[str], summary_path: Path | None) -> dict[str, Any]:
@@ -398,17 +447,24 @@ def run_sweep(args: argparse.Namespace, plan: SweepPlan, out: Path) -> dict[str,
                 by_category += categories
                 clip = entry["clip_score"]
             # 2. The largest batch that fits joins this point's batch sizes and caps its ramp.
-            batch_sizes, max_batch = plan.batch_sizes, plan.max_batch
+            batch_sizes, max_batch, fitted = plan.batch_sizes, plan.max_batch, 0
             if plan.fit:
                 fits.append(sweep.fit(r, n))
-                largest = fits[-1]["largest_batch"] or 0
-                if largest:
-                    batch_sizes, max_batch = tuple(sorted({*batch_sizes, largest})), largest
-            # 3. Latency and throughput per scenario and batch size.
+                fitted = fits[-1]["largest_batch"] or 0
+                if fitted:
+                    batch_sizes, max_batch = tuple(sorted({*batch_sizes, fitted})), fitted
+            # 3. Latency and throughput per scenario and batch size; at the fitted batch, one that ran.
             share = quality[-1]["accepted_share"] if plan.quality else None
             for scenario in plan.scenarios:
                 for b in (1,) if scenario == "SingleStream" else batch_sizes:
-                    point = {**row(r, n, b, scenario, sweep.run(r, n, b, scenario)), "clip_score": clip}
+                    if b == fitted and scenario == "Offline":
+                        b, result = sweep.step_down_from_fit(r, n, b, scenario, fits[-1])
+                        if b != fitted:  # later scenarios and the ramp use the batch that ran
+                            batch_sizes = tuple(sorted({*(x for x in batch_sizes if x != fitted), b}))
+                            fitted = max_batch = b
+                    else:
+                        result = sweep.run(r, n, b, scenario)
+                    point = {**row(r, n, b, scenario, result), "clip_score": clip}
                     if share and point["cost_per_image_usd"]:
                         point["cost_per_accepted_image_usd"] = point["cost_per_image_usd"] / share
                     rows.append(point)
@@ -455,12 +511,17 @@ def table_lines(result: dict[str, Any]) -> list[str]:
                 f"{_fmt(p['images_per_second']):>17} | {_fmt(p['peak_memory_mib'], 0):>15}{mark}"
             )
     if result["fit"]:
-        lines += ["", "largest batch that fits: resolution | steps | batch | limited by | peak memory MiB"]
+        lines += [
+            "",
+            "largest batch that fits: resolution | steps | batch | limited by | peak memory MiB | "
+            "full run at | full run out of memory at",
+        ]
         for f in result["fit"]:
             status = "" if f["status"] == "ok" else f"  [{f['status']}: {f['error']}]"
             lines.append(
                 f"{f['resolution']:>10} | {f['steps']:>5} | {f['largest_batch']:>5} | {_fmt(f['limited_by']):<10} | "
-                f"{_fmt(f.get('peak_memory_mib'), 0):>15}{status}"
+                f"{_fmt(f.get('peak_memory_mib'), 0):>15} | {_fmt(f.get('full_run_batch')):>11} | "
+                f"{f.get('full_run_oom') or '-'}{status}"
             )
     if result["quality"]:
         lines += ["", "quality: resolution | steps | CLIP | FID"]

@@ -29,6 +29,11 @@ LIBRARIES = (
     "open-clip-torch",
     "pytorch-fid",
 )
+# Environment variables that change speed or memory without changing the config: the allocator's
+# settings (PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True let batches run on an H100 that ran out of
+# memory without it), thread counts, visible devices, compiler caches. Recorded so a figure can be repeated.
+ENVIRONMENT_PREFIXES = ("PYTORCH_", "TORCH_", "TORCHINDUCTOR_", "CUDA_", "CUBLAS_", "CUDNN_", "NCCL_", "NVIDIA_TF32")
+ENVIRONMENT_NAMES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "ORT_TENSORRT_FP16_ENABLE", "HF_HUB_OFFLINE")
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".onnx", ".plan", ".engine")
 
 
@@ -125,6 +130,11 @@ def weights_hash(folder: str | Path) -> dict[str, Any]:
     return result
 
 
+def performance_environment(environ: dict[str, str] | None = None) -> dict[str, str]:
+    env = os.environ if environ is None else environ
+    return {k: env[k] for k in sorted(env) if k in ENVIRONMENT_NAMES or k.startswith(ENVIRONMENT_PREFIXES)}
+
+
 def cache_dir() -> Path:
     return Path(os.environ.get("HARNESS_CACHE_DIR") or Path.home() / ".cache" / "t2i-harness")
 
@@ -143,6 +153,7 @@ def build_manifest(
         "git": git_revision(),
         "libraries": library_versions(),
         "host": host_info(),
+        "environment": performance_environment(),
         "backend": backend,
         "model": {
             "name": config["model"]["name"],

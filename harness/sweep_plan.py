@@ -9,6 +9,7 @@
     scenarios = ["SingleStream", "Offline"]
     ramp = true                 # the batch-size ramp (harness/batch_ramp.py)
     max_batch = 64
+    fit_memory_fraction = 0.85  # fit's cap on torch's CUDA allocator (python -m harness fit --memory-fraction)
     ramp_min_gain = 0.03
     quality = false             # one accuracy-mode run per (resolution, steps): CLIP per steps
 
@@ -36,6 +37,7 @@ class SweepPlan:
     scenarios: tuple[str, ...] = ("SingleStream", "Offline")
     ramp: bool = False
     max_batch: int = 64
+    fit_memory_fraction: float = 0.85
     ramp_min_gain: float = 0.03
     quality: bool = False
 
@@ -83,6 +85,8 @@ def scenario_list(value: Any) -> tuple[str, ...]:
 def _check(plan: SweepPlan) -> SweepPlan:
     if plan.max_batch < 1:
         raise ConfigError(f"max_batch must be >= 1, got {plan.max_batch}")
+    if not 0 < plan.fit_memory_fraction <= 1:
+        raise ConfigError(f"fit_memory_fraction must be in (0, 1], got {plan.fit_memory_fraction}")
     if not 0 <= plan.ramp_min_gain < 1:
         raise ConfigError(f"ramp_min_gain must be in [0, 1) (0.03 = 3%), got {plan.ramp_min_gain}")
     return plan
@@ -120,9 +124,9 @@ def override(plan: SweepPlan, values: dict[str, Any]) -> SweepPlan:
             changes[key] = value
         elif key == "max_batch":
             (changes[key],) = int_list(key, [value])
-        elif key == "ramp_min_gain":
+        elif key in ("ramp_min_gain", "fit_memory_fraction"):
             if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise ConfigError(f"ramp_min_gain must be a number, got {value!r}")
+                raise ConfigError(f"{key} must be a number, got {value!r}")
             changes[key] = float(value)
         else:
             raise ConfigError(f"unknown sweep plan key {key!r}")

@@ -100,7 +100,36 @@ def test_fit_finds_where_the_backend_runs_out_of_memory(
     assert "MemoryError" in fit["probes"][4]["error"] and fit["probes"][3]["error"] is None
     assert fit["peak_memory_mib"] == fit["probes"][-1]["cpu_rss_mib"] > 0  # no CUDA here: the resident set
     assert fit["device_memory_mib"] is None and fit["host"]["cpu"] and fit["libraries"]
+    # No CUDA: the default cap on the allocator is recorded, and that it did not apply.
+    assert (fit["memory_fraction"], fit["memory_limit_mib"]) == (0.85, None)
     assert "largest batch that fits: 11 (the next size ran out of memory)" in capsys.readouterr().out
+
+
+def test_the_memory_cap_holds_during_the_search_and_is_lifted_after(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[tuple[str, float]] = []
+    monkeypatch.setattr(cmd_fit, "_cuda_in_use", lambda: torch)
+    monkeypatch.setattr(cmd_fit, "_device_memory_mib", lambda: 80000.0)
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+    monkeypatch.setattr(torch.cuda, "empty_cache", lambda: calls.append(("empty_cache", 0)))
+    monkeypatch.setattr(torch.cuda, "set_per_process_memory_fraction", lambda f, d: calls.append(("fraction", f)))
+    with pytest.raises(RuntimeError, match="a probe failed"), cmd_fit.capped_cuda_memory(0.85) as limit:
+        assert limit == 68000.0 and calls == [("empty_cache", 0), ("fraction", 0.85)]
+        raise RuntimeError("a probe failed")
+    assert calls[-1] == ("fraction", 1.0)  # lifted even when the search raised
+
+
+def test_no_memory_cap_without_cuda(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(cmd_fit, "_cuda_in_use", lambda: None)
+    with cmd_fit.capped_cuda_memory(0.5) as limit:
+        assert limit is None
+
+
+@pytest.mark.parametrize("value", ["0", "1.5", "-0.2", "most", "nan"])
+def test_fit_refuses_a_memory_fraction_outside_0_to_1(value: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        cmd_fit.main(["--memory-fraction", value])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and f"--memory-fraction must be a number in (0, 1], got {value!r}" in err
 
 
 def test_fit_runs_the_real_pipeline_with_one_step_per_call(
@@ -169,13 +198,13 @@ def test_fit_on_cuda_stops_where_the_allocator_runs_out(harness_cache: Path, tmp
     code, one = _fit(tmp_path / "one", "--max-batch", "1", *sets)
     assert code == 0 and one is not None and one["device_memory_mib"] > 0
     cap_mib = 6 * one["probes"][0]["cuda_reserved_mib"]
-    torch.cuda.empty_cache()
-    torch.cuda.set_per_process_memory_fraction(min(1.0, cap_mib / one["device_memory_mib"]))
-    try:
-        code, fit = _fit(tmp_path / "capped", "--max-batch", "512", *sets)
-    finally:
-        torch.cuda.set_per_process_memory_fraction(1.0)
+    fraction = min(1.0, cap_mib / one["device_memory_mib"])
+    code, fit = _fit(tmp_path / "capped", "--max-batch", "512", "--memory-fraction", f"{fraction:.6f}", *sets)
     assert code == 0 and fit is not None
     assert fit["limited_by"] == "memory" and 2 <= fit["largest_batch"] < 512
+    assert fit["memory_limit_mib"] == pytest.approx(cap_mib, rel=1e-3)
     assert any(p["status"] == "oom" and "out of memory" in p["error"].lower() for p in fit["probes"])
     assert fit["peak_memory_mib"] <= cap_mib * 1.01
+    # The cap is lifted afterwards: a tensor larger than it allocates.
+    big = torch.empty(int(cap_mib * 1.5 * 2**20), dtype=torch.uint8, device="cuda")
+    del big

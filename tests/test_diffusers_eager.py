@@ -300,6 +300,25 @@ def test_uint8_rule_is_the_mlperf_reference_rule() -> None:
     np.testing.assert_array_equal(out[0, 0, :, 0], [0, 0, 128, 64, 255, 255])
 
 
+def _reference_uint8(images: torch.Tensor) -> np.ndarray:
+    """The MLPerf reference's own arithmetic, in numpy on the host."""
+    array = images.permute(0, 2, 3, 1).float().numpy()
+    return np.ascontiguousarray(np.clip(np.round(array * 255.0), 0, 255).astype(np.uint8))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
+def test_uint8_rule_gives_the_reference_bytes_at_every_rounding_edge(dtype: torch.dtype) -> None:
+    # Every half-way point k + 0.5 and the float32 neighbours on either side of it, plus random values:
+    # the device-side conversion must round each exactly as numpy does.
+    halves = (torch.arange(256, dtype=torch.float64) + 0.5) / 255.0
+    edges = torch.cat([halves, torch.nextafter(halves, halves + 1), torch.nextafter(halves, halves - 1)]).float()
+    values = torch.cat([edges, torch.rand(3000, generator=torch.Generator().manual_seed(0)), torch.tensor([0.0, 1.0])])
+    values = values[: (values.numel() // 12) * 12].to(dtype)
+    images = values.view(2, 3, 2, -1)
+    np.testing.assert_array_equal(to_uint8_nhwc(images), _reference_uint8(images))
+    assert to_uint8_nhwc(images).flags["C_CONTIGUOUS"]
+
+
 def test_uint8_rule_rejects_non_finite_pixels() -> None:
     images = torch.zeros(1, 3, 2, 2)
     images[0, 0, 0, 0] = float("nan")

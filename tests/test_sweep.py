@@ -186,7 +186,9 @@ def test_quality_puts_clip_into_the_rows(harness_cache: Path, tmp_path: Path) ->
         (["--steps", "0"], "steps must be comma-separated integers >= 1"),
         (["--scenarios", "Offlin"], "unknown scenario"),
         (["--resolutions", "30"], "multiples of model.vae_scale_factor"),
-        (["--ramp-min-gain", "x"], "--ramp-min-gain must be a number"),
+        (["--ramp-min-gain", "x"], "--ramp-min-gain (0.03 = 3%) must be a number, got 'x'"),
+        (["--fit-memory-fraction", "most"], "--fit-memory-fraction (0.85 = 85% of the device) must be a number"),
+        (["--fit-memory-fraction", "1.2"], "fit_memory_fraction must be in (0, 1], got 1.2"),
         (["--set", "loadgen.no_such_setting=1"], "unknown LoadGen setting"),
     ],
 )
@@ -333,6 +335,52 @@ def test_fit_adds_the_largest_batch_and_caps_the_ramp(harness_cache: Path, tmp_p
     with (out / "fit.csv").open() as f:
         assert [(r["largest_batch"], r["limited_by"]) for r in csv.DictReader(f)] == [("5", "memory")]
     assert "largest batch that fits" in proc.stdout and "Largest batch that fits" in (out / "report.md").read_text()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("limit", "rows", "full_run_batch", "full_run_oom", "code"),
+    [
+        # Fits at 16 in fit's 1-step probes; full (2-step) runs fit up to 9: 16 and 12 run out, 9 runs.
+        (9, [(1, "ok"), (9, "ok")], 9, "16,12", 0),
+        # Up to 5 only: after two step-downs (16, 12, 9) the sweep stops and says so.
+        (5, [(1, "ok"), (9, "oom")], None, "16,12,9", 1),
+    ],
+)
+def test_a_fitted_batch_that_runs_out_of_memory_in_a_full_run_steps_down(
+    harness_cache: Path,
+    tmp_path: Path,
+    limit: int,
+    rows: list[tuple[int, str]],
+    full_run_batch: int | None,
+    full_run_oom: str,
+    code: int,
+) -> None:
+    proc, out = _sweep(
+        harness_cache,
+        tmp_path,
+        *ONE_POINT_OFFLINE,
+        "--batch-sizes",
+        "1,fit",
+        "--max-batch",
+        "16",
+        "--fit-memory-fraction",
+        "0.5",
+        "--set",
+        f"backend.full_run_oom_above_batch={limit}",
+    )
+    assert proc.returncode == code, proc.stderr[-3000:]
+    doc = json.loads((out / "sweep.json").read_text())
+    (fit,) = doc["fit"]
+    assert (fit["largest_batch"], fit["limited_by"]) == (16, "max_batch")
+    assert (fit["full_run_batch"], fit["full_run_oom"]) == (full_run_batch, full_run_oom)
+    assert fit["memory_fraction"] == 0.5 and fit["memory_limit_mib"] is None  # passed to fit; no CUDA to cap
+    assert [(r["batch_size"], r["status"]) for r in doc["rows"]] == rows
+    assert "a full Offline run at batch 16 ran out of memory; trying 12" in proc.stdout
+    with (out / "fit.csv").open() as f:
+        assert [(r["full_run_batch"], r["full_run_oom"]) for r in csv.DictReader(f)] == [
+            (str(full_run_batch or ""), full_run_oom)
+        ]
 
 
 def test_the_offline_floor_keeps_a_larger_query_count(tmp_path: Path, harness_cache: Path) -> None:

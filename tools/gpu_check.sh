@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The command to run on the lent GPU machine, from the repository root, with `.whl` carried:
 #
-#     bash tools/gpu_check.sh [sdxl] [flux] [slicing] [tests]    (no argument: sdxl flux tests)
+#     bash tools/gpu_check.sh [sdxl] [flux1024] [flux512] [slicing] [tests]    (no argument: all but slicing)
 #
 # Installs the carried wheels (diffusers, LoadGen and the few packages the GPU image lacks; fetch them
 # here first with `../shared/device/wheels.sh`), prints the GPU and library versions, then measures,
@@ -9,16 +9,19 @@
 # configs/components/, bfloat16):
 #   sdxl:  SDXL (MLPerf recipe) at 1024 x 1024, 20 steps: SingleStream at batch 1, the largest batch that
 #          fits (python -m harness fit), Offline at that batch;
-#   flux:  FLUX.2-klein-4B at 1024 x 1024 and then 512 x 512, 4 steps: the same;
+#   flux1024, flux512: FLUX.2-klein-4B at 1024 x 1024 / 512 x 512, 4 steps: the same (flux = both);
 #   slicing: the largest SDXL batch that fits with backend.vae_slicing=true (is the VAE decode the limit?);
 #   tests: the GPU tests (pytest -m gpu).
 # Each part has its own time limit (timeout kills the part's whole process group) and writes into
 # $OUT as it goes: $OUT/issue5/<sweep dir>/sweep.json (rows, fit), fit.csv, sweep.csv and every run's
 # directory (a killed sweep leaves no sweep.json, but its finished runs' summary.json and fit.json stay);
-# the logs as $OUT/<part>.log.
-# Estimated on an H100 from the H200 figures: sdxl 3.5-4.5 min, flux 4-5 min, tests under 1 min; the
-# limits add up to 300 + 180 + 150 + 60 s. Two calls (`sdxl tests`, then `flux` while the machine is warm)
-# keep each under the 600 s a call may take; GPU_CHECK_SCALE=0.5 halves every limit.
+# the logs as $OUT/<part>.log. The device tool brings back only a limited number of files and folder
+# depth, so after every part $OUT/issue5 is packed into $OUT/issue5.tgz (a call stopped at its limit
+# still returns the parts before).
+# Measured on an H100 (2026-11-26, benchmarks/results/issue5_h100_2026-11-26, fit without a memory cap):
+# sdxl 183 s, flux1024 161 s, flux512 more than 150 s (cut off in its Offline run at batch 135). Calls of
+# at most 600 s: `sdxl flux1024` (limits 240 + 200 s), then `flux512 tests` (220 + 60 s) while the machine
+# is warm; GPU_CHECK_SCALE=0.5 halves every limit.
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1
 
@@ -78,26 +81,34 @@ part() {  # part NAME SECONDS COMMAND...
 }
 WORST=0
 
+pack() {  # one file comes back where a folder tree would be cut short
+  find "$OUT/issue5" -name mlperf_log_detail.txt -size +1M -delete
+  tar czf "$OUT/issue5.tgz.part" -C "$OUT" issue5 && mv "$OUT/issue5.tgz.part" "$OUT/issue5.tgz"
+}
+
 PARTS=("$@")
-[ ${#PARTS[@]} -eq 0 ] && PARTS=(sdxl flux tests)
+[ ${#PARTS[@]} -eq 0 ] && PARTS=(sdxl flux1024 flux512 tests)
 for p in "${PARTS[@]}"; do
   case "$p" in
-    sdxl) part sdxl_1024 300 python3 -m harness sweep --model sdxl --resolutions 1024 --steps 20 "${COMMON[@]}" ;;
-    flux)
-      part flux2_klein_1024 180 python3 -m harness sweep --model flux2-klein-4b --resolutions 1024 --steps 4 "${COMMON[@]}"
-      # About 0.5 GiB per image at 512 (H200: 15.6 GiB at batch 1, 17.0 at 4): the limit is above 64.
-      part flux2_klein_512 150 python3 -m harness sweep --model flux2-klein-4b --resolutions 512 --steps 4 "${COMMON[@]}" \
+    sdxl) part sdxl_1024 240 python3 -m harness sweep --model sdxl --resolutions 1024 --steps 20 "${COMMON[@]}" ;;
+    flux1024 | flux)
+      part flux2_klein_1024 200 python3 -m harness sweep --model flux2-klein-4b --resolutions 1024 --steps 4 "${COMMON[@]}"
+      ;;&
+    flux512 | flux)
+      # About 0.5 GiB per image at 512: the limit is above 64 (135 without a memory cap on an H100).
+      part flux2_klein_512 220 python3 -m harness sweep --model flux2-klein-4b --resolutions 512 --steps 4 "${COMMON[@]}" \
         --max-batch 256
       ;;
     slicing)
       part sdxl_1024_fit_vae_slicing 120 python3 -m harness fit --model sdxl --output-dir "$OUT/issue5/fit-vae-slicing" --max-batch 128 \
         --set model.weights=random --set backend.device=cuda --set backend.dtype=bfloat16 --set backend.vae_slicing=true ;;
     tests) part gpu_tests 60 python3 -m pytest -q -m gpu -p no:cacheprovider tests/test_batch_fit.py tests/test_diffusers_eager.py ;;
-    *) echo "unknown part $p: choose from sdxl, flux, slicing, tests"; exit 2 ;;
+    flux1024 | flux512 | flux) ;;
+    *) echo "unknown part $p: choose from sdxl, flux1024, flux512 (flux: both), slicing, tests"; exit 2 ;;
   esac
+  pack
 done
 
-# What comes back: the sweep directories without the bulky LoadGen detail logs of every run.
-find "$OUT/issue5" -name mlperf_log_detail.txt -size +1M -delete
+rm -rf "$OUT/issue5"  # all of it is in issue5.tgz
 du -sh "$OUT"
 exit "$WORST"  # the worst part's exit code (a sweep exits 1 when any of its points failed)

@@ -90,7 +90,9 @@ def sweep_fit(sweeps: list[DirData]) -> Table:
         note="python -m harness fit: batch 1, 2, 4, ... until a call runs out of memory, then bisection, with "
         "probe_steps denoising steps per call; limited_by: memory (one more image ran out of memory), max_batch "
         "(every size up to --max-batch fitted) or error; peak memory in MiB at the largest batch (CUDA reserved, "
-        "else the process's resident set), device memory where CUDA is used.",
+        "else the process's resident set), device memory where CUDA is used; memory_fraction: the share of it the "
+        "search could use (memory_limit_mib; none without CUDA); full_run_batch: the batch a full Offline run "
+        "ran at, full_run_oom: the fitted batches whose full run ran out of memory (the sweep stepped down).",
     )
 
 
