@@ -179,29 +179,36 @@ def make_probe(backend: Backend, inputs: RunInputs) -> ProbeFn:
     return probe
 
 
-def _device_memory_mib() -> float | None:
+def cuda_index(torch: Any, device: str | None) -> int:
+    """The CUDA device a backend.device names ("cuda:1" -> 1); "cuda" or none -> the current one."""
+    text = str(device or "")
+    index = torch.device(text).index if text.startswith("cuda") else None
+    return torch.cuda.current_device() if index is None else index
+
+
+def _device_memory_mib(device: str | None) -> float | None:
     torch = _cuda_in_use()
     if torch is None:
         return None
-    return round(torch.cuda.get_device_properties(torch.cuda.current_device()).total_memory / 2**20, 1)
+    return round(torch.cuda.get_device_properties(cuda_index(torch, device)).total_memory / 2**20, 1)
 
 
 @contextlib.contextmanager
-def capped_cuda_memory(fraction: float) -> Iterator[float | None]:
-    """Cap torch's CUDA allocator at `fraction` of the device's memory while inside; yields the cap in MiB,
-    or None where this process uses no CUDA (nothing to cap)."""
+def capped_cuda_memory(fraction: float, device: str | None) -> Iterator[float | None]:
+    """Cap torch's CUDA allocator on `device` (a backend.device) at `fraction` of its memory while inside;
+    yields the cap in MiB, or None where this process uses no CUDA (nothing to cap)."""
     torch = _cuda_in_use()
-    total = _device_memory_mib()
+    total = _device_memory_mib(device)
     if torch is None or total is None:
         yield None
         return
-    device = torch.cuda.current_device()
+    index = cuda_index(torch, device)
     torch.cuda.empty_cache()  # the cap counts what the allocator holds: start from what is in use
-    torch.cuda.set_per_process_memory_fraction(fraction, device)
+    torch.cuda.set_per_process_memory_fraction(fraction, index)
     try:
         yield round(total * fraction, 1)
     finally:
-        torch.cuda.set_per_process_memory_fraction(1.0, device)
+        torch.cuda.set_per_process_memory_fraction(1.0, index)
 
 
 def summarise(
@@ -220,7 +227,7 @@ def summarise(
         "largest_batch": result.largest_batch,
         "limited_by": result.limited_by,
         "peak_memory_mib": headline_memory_mib(fitted[0]) if fitted else None,
-        "device_memory_mib": _device_memory_mib(),
+        "device_memory_mib": _device_memory_mib(cfg.backend.get("device")),
         "memory_fraction": args.memory_fraction,
         "memory_limit_mib": limit_mib,  # None: no CUDA, the cap did not apply
         "probes": result.probes,
@@ -272,7 +279,7 @@ def main(argv: list[str] | None = None) -> int:
             steps,
             args.max_batch,
         )
-        with capped_cuda_memory(args.memory_fraction) as limit_mib:
+        with capped_cuda_memory(args.memory_fraction, cfg.backend.get("device")) as limit_mib:
             if limit_mib is not None:
                 log.info(
                     "fit: torch's CUDA allocator capped at %.0f MiB (%g of the device)", limit_mib, args.memory_fraction

@@ -22,9 +22,11 @@ first of a resolution and steps gets loadgen.offline_expected_qps = the best thr
 by `python -m harness fit` (one process, the model loaded once, batch 1, 2, 4, ... up to --max-batch
 until a call runs out of memory, then bisection; one denoising step per call, as the peak memory does
 not grow with the steps; within --fit-memory-fraction of the device's memory, default 0.85). That batch
-joins the Offline batch sizes, and the ramp stops at it. Should a full run at it still run out of
-memory, the sweep's Offline run steps down to 3/4 of it, at most twice, and records in fit.csv the batch that ran
-(full_run_batch) and those that did not (full_run_oom). Not for torch-compile or tensorrt (they build
+joins the Offline batch sizes, and the ramp stops at it, once a full run at it (Offline; Server where
+the plan has no Offline) has run: should that run out of memory, the sweep steps down to 3/4 of the
+batch, at most twice, and records in fit.csv the batch that ran (full_run_batch) and those that did not
+(full_run_oom; the fit row's status is "oom" where none ran). A batch size listed as a number runs as
+listed. Not for torch-compile or tensorrt (they build
 per batch size): probe with diffusers-eager.
 
 An Offline point at batch B issues at least 2 x B samples (loadgen.min_query_count is raised to that
@@ -309,15 +311,19 @@ class Sweep:
         )
         return entry
 
-    def step_down_from_fit(
-        self, resolution: int, steps: int, batch_size: int, scenario: str, fit: dict[str, Any]
-    ) -> tuple[int, dict[str, Any]]:
-        """The run at the fitted batch; where it ran out of memory, runs at 3/4 of the batch, at most twice.
-        Returns the last batch tried and its result; records the outcome in the fit entry."""
+    def settle_fitted_batch(self, resolution: int, steps: int, fit: dict[str, Any]) -> int | None:
+        """A full run at the fitted batch (Offline, which fills every batch, where the plan has it; else
+        Server); where it runs out of memory, one at 3/4 of the batch, at most FIT_STEP_DOWNS times. Returns
+        the batch that ran (None: none did) and records the outcome in the fit entry; the runs are cached,
+        so the scenario loop reuses them."""
+        scenario = "Offline" if "Offline" in self.plan.scenarios else "Server"
+        batch_size = fit["largest_batch"]
         result = self.run(resolution, steps, batch_size, scenario)
         out_of_memory: list[int] = []
-        while result["status"] == "oom" and len(out_of_memory) < FIT_STEP_DOWNS and batch_size > 1:
+        while result["status"] == "oom":
             out_of_memory.append(batch_size)
+            if len(out_of_memory) > FIT_STEP_DOWNS or batch_size == 1:
+                break
             smaller = max(1, batch_size * 3 // 4)
             print(
                 f"r{resolution}-s{steps}-fit: a full {scenario} run at batch {batch_size} ran out of memory; "
@@ -326,11 +332,11 @@ class Sweep:
             )
             batch_size = smaller
             result = self.run(resolution, steps, batch_size, scenario)
-        if result["status"] == "oom":
-            out_of_memory.append(batch_size)
-        fit["full_run_oom"] = ",".join(map(str, out_of_memory))
-        fit["full_run_batch"] = batch_size if result["status"] == "ok" else None
-        return batch_size, result
+        ran = batch_size if result["status"] == "ok" else None
+        fit.update(full_run_batch=ran, full_run_oom=",".join(map(str, out_of_memory)))
+        if ran is None and result["status"] == "oom" and fit["status"] == "ok":
+            fit.update(status="oom", error=f"full {scenario} runs ran out of memory at batch {fit['full_run_oom']}")
+        return ran
 
 
 def _result(proc: subprocess.CompletedProcess[str], summary_path: Path | None) -> dict[str, Any]:
@@ -446,25 +452,28 @@ def run_sweep(args: argparse.Namespace, plan: SweepPlan, out: Path) -> dict[str,
                 quality.append(entry)
                 by_category += categories
                 clip = entry["clip_score"]
-            # 2. The largest batch that fits joins this point's batch sizes and caps its ramp.
-            batch_sizes, max_batch, fitted = plan.batch_sizes, plan.max_batch, 0
+            # 2. The largest batch that fits joins this point's batch sizes and caps its ramp, once a full run
+            #    at it (or, stepping down, at a smaller one) has run; a size the user listed runs as asked.
+            batch_sizes, max_batch = plan.batch_sizes, plan.max_batch
             if plan.fit:
                 fits.append(sweep.fit(r, n))
                 fitted = fits[-1]["largest_batch"] or 0
+                batched = any(s != "SingleStream" for s in plan.scenarios)
+                if fitted and batched and fitted not in batch_sizes:
+                    ran = sweep.settle_fitted_batch(r, n, fits[-1])
+                    if ran is not None:
+                        fitted = ran
+                    elif fits[-1]["full_run_oom"]:  # every size tried ran out: left out, the ramp stays below
+                        too_big = [int(b) for b in fits[-1]["full_run_oom"].split(",")]
+                        fitted, max_batch = 0, max(1, min(too_big) - 1)
+                    # else the run failed otherwise, and its row says why
                 if fitted:
                     batch_sizes, max_batch = tuple(sorted({*batch_sizes, fitted})), fitted
-            # 3. Latency and throughput per scenario and batch size; at the fitted batch, one that ran.
+            # 3. Latency and throughput per scenario and batch size.
             share = quality[-1]["accepted_share"] if plan.quality else None
             for scenario in plan.scenarios:
                 for b in (1,) if scenario == "SingleStream" else batch_sizes:
-                    if b == fitted and scenario == "Offline":
-                        b, result = sweep.step_down_from_fit(r, n, b, scenario, fits[-1])
-                        if b != fitted:  # later scenarios and the ramp use the batch that ran
-                            batch_sizes = tuple(sorted({*(x for x in batch_sizes if x != fitted), b}))
-                            fitted = max_batch = b
-                    else:
-                        result = sweep.run(r, n, b, scenario)
-                    point = {**row(r, n, b, scenario, result), "clip_score": clip}
+                    point = {**row(r, n, b, scenario, sweep.run(r, n, b, scenario)), "clip_score": clip}
                     if share and point["cost_per_image_usd"]:
                         point["cost_per_accepted_image_usd"] = point["cost_per_image_usd"] / share
                     rows.append(point)

@@ -29,9 +29,10 @@ LIBRARIES = (
     "open-clip-torch",
     "pytorch-fid",
 )
-# Environment variables that change speed or memory without changing the config: the allocator's
-# settings (PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True let batches run on an H100 that ran out of
-# memory without it), thread counts, visible devices, compiler caches. Recorded so a figure can be repeated.
+# Environment variables that can change speed or memory without changing the config: the CUDA allocator's
+# settings (PYTORCH_CUDA_ALLOC_CONF, e.g. expandable_segments:True against fragmentation), thread counts,
+# visible devices, compiler caches. Recorded so a figure can be repeated. These are the harness process's;
+# a worker process may set its own CUDA_VISIBLE_DEVICES (harness/worker_pool.py).
 ENVIRONMENT_PREFIXES = ("PYTORCH_", "TORCH_", "TORCHINDUCTOR_", "CUDA_", "CUBLAS_", "CUDNN_", "NCCL_", "NVIDIA_TF32")
 ENVIRONMENT_NAMES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "ORT_TENSORRT_FP16_ENABLE", "HF_HUB_OFFLINE")
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".onnx", ".plan", ".engine")

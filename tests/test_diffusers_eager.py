@@ -310,13 +310,21 @@ def _reference_uint8(images: torch.Tensor) -> np.ndarray:
 def test_uint8_rule_gives_the_reference_bytes_at_every_rounding_edge(dtype: torch.dtype) -> None:
     # Every half-way point k + 0.5 and the float32 neighbours on either side of it, plus random values:
     # the device-side conversion must round each exactly as numpy does.
-    halves = (torch.arange(256, dtype=torch.float64) + 0.5) / 255.0
-    edges = torch.cat([halves, torch.nextafter(halves, halves + 1), torch.nextafter(halves, halves - 1)]).float()
+    halves = ((torch.arange(256, dtype=torch.float64) + 0.5) / 255.0).float()
+    edges = torch.cat([halves, torch.nextafter(halves, halves + 1), torch.nextafter(halves, halves - 1)])
+    assert len(set(edges.tolist())) == len(edges)  # three distinct float32 inputs per half-way point
     values = torch.cat([edges, torch.rand(3000, generator=torch.Generator().manual_seed(0)), torch.tensor([0.0, 1.0])])
     values = values[: (values.numel() // 12) * 12].to(dtype)
     images = values.view(2, 3, 2, -1)
     np.testing.assert_array_equal(to_uint8_nhwc(images), _reference_uint8(images))
     assert to_uint8_nhwc(images).flags["C_CONTIGUOUS"]
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_uint8_rule_on_cuda_gives_the_reference_bytes() -> None:
+    images = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(1)).to(torch.bfloat16)
+    np.testing.assert_array_equal(to_uint8_nhwc(images.cuda()), _reference_uint8(images))
 
 
 def test_uint8_rule_rejects_non_finite_pixels() -> None:

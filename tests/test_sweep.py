@@ -339,19 +339,29 @@ def test_fit_adds_the_largest_batch_and_caps_the_ramp(harness_cache: Path, tmp_p
 
 @pytest.mark.slow
 @pytest.mark.parametrize(
-    ("limit", "rows", "full_run_batch", "full_run_oom", "code"),
+    ("limit", "scenarios", "rows", "full_run_batch", "full_run_oom", "code"),
     [
         # Fits at 16 in fit's 1-step probes; full (2-step) runs fit up to 9: 16 and 12 run out, 9 runs.
-        (9, [(1, "ok"), (9, "ok")], 9, "16,12", 0),
-        # Up to 5 only: after two step-downs (16, 12, 9) the sweep stops and says so.
-        (5, [(1, "ok"), (9, "oom")], None, "16,12,9", 1),
+        (9, "Offline", [("Offline", 1, "ok"), ("Offline", 9, "ok")], 9, "16,12", 0),
+        # Up to 5 only: after two step-downs (16, 12, 9) the sweep leaves the fitted batch out and says so.
+        (5, "Offline", [("Offline", 1, "ok")], None, "16,12,9", 1),
+        # Offline settles the batch (a Server run need not fill a batch of 16), then both run at 9.
+        (
+            9,
+            "Server,Offline",
+            [("Server", 1, "ok"), ("Server", 9, "ok"), ("Offline", 1, "ok"), ("Offline", 9, "ok")],
+            9,
+            "16,12",
+            0,
+        ),
     ],
 )
 def test_a_fitted_batch_that_runs_out_of_memory_in_a_full_run_steps_down(
     harness_cache: Path,
     tmp_path: Path,
     limit: int,
-    rows: list[tuple[int, str]],
+    scenarios: str,
+    rows: list[tuple[str, int, str]],
     full_run_batch: int | None,
     full_run_oom: str,
     code: int,
@@ -360,6 +370,8 @@ def test_a_fitted_batch_that_runs_out_of_memory_in_a_full_run_steps_down(
         harness_cache,
         tmp_path,
         *ONE_POINT_OFFLINE,
+        "--scenarios",
+        scenarios,
         "--batch-sizes",
         "1,fit",
         "--max-batch",
@@ -368,19 +380,24 @@ def test_a_fitted_batch_that_runs_out_of_memory_in_a_full_run_steps_down(
         "0.5",
         "--set",
         f"backend.full_run_oom_above_batch={limit}",
+        "--set",
+        "loadgen.server_target_qps=50",
     )
     assert proc.returncode == code, proc.stderr[-3000:]
     doc = json.loads((out / "sweep.json").read_text())
     (fit,) = doc["fit"]
     assert (fit["largest_batch"], fit["limited_by"]) == (16, "max_batch")
     assert (fit["full_run_batch"], fit["full_run_oom"]) == (full_run_batch, full_run_oom)
+    assert fit["status"] == ("ok" if full_run_batch else "oom")
     assert fit["memory_fraction"] == 0.5 and fit["memory_limit_mib"] is None  # passed to fit; no CUDA to cap
-    assert [(r["batch_size"], r["status"]) for r in doc["rows"]] == rows
+    assert [(r["scenario"], r["batch_size"], r["status"]) for r in doc["rows"]] == rows
     assert "a full Offline run at batch 16 ran out of memory; trying 12" in proc.stdout
     with (out / "fit.csv").open() as f:
         assert [(r["full_run_batch"], r["full_run_oom"]) for r in csv.DictReader(f)] == [
             (str(full_run_batch or ""), full_run_oom)
         ]
+    if not full_run_batch:
+        assert "full Offline runs ran out of memory at batch 16,12,9" in (out / "report.md").read_text()
 
 
 def test_the_offline_floor_keeps_a_larger_query_count(tmp_path: Path, harness_cache: Path) -> None:

@@ -12,21 +12,25 @@
 #   flux1024, flux512: FLUX.2-klein-4B at 1024 x 1024 / 512 x 512, 4 steps: the same (flux = both);
 #   slicing: the largest SDXL batch that fits with backend.vae_slicing=true (is the VAE decode the limit?);
 #   tests: the GPU tests (pytest -m gpu).
-# Each part has its own time limit (timeout kills the part's whole process group) and writes into
-# $OUT as it goes: $OUT/issue5/<sweep dir>/sweep.json (rows, fit), fit.csv, sweep.csv and every run's
-# directory (a killed sweep leaves no sweep.json, but its finished runs' summary.json and fit.json stay);
-# the logs as $OUT/<part>.log. The device tool brings back only a limited number of files and folder
-# depth, so after every part $OUT/issue5 is packed into $OUT/issue5.tgz (a call stopped at its limit
-# still returns the parts before).
-# Measured on an H100 (2026-11-26, benchmarks/results/issue5_h100_2026-11-26, fit without a memory cap):
-# sdxl 183 s, flux1024 161 s, flux512 more than 150 s (cut off in its Offline run at batch 135). Calls of
-# at most 600 s: `sdxl flux1024` (limits 240 + 200 s), then `flux512 tests` (220 + 60 s) while the machine
-# is warm; GPU_CHECK_SCALE=0.5 halves every limit.
+# Each part has its own time limit (timeout kills the part's whole process group) and writes its sweep
+# into /tmp/issue5 as it goes: <sweep dir>/sweep.json (rows, fit), fit.csv, sweep.csv and every run's
+# directory (a killed sweep leaves no sweep.json, but its finished runs' summary.json and fit.json stay).
+# The device tool brings back only a few files and little folder depth, so after every part /tmp/issue5
+# is packed into $OUT/issue5.tgz (a call stopped at its limit still returns the parts before); $OUT
+# also gets gpu_env.log and one <part>.log each.
+# Measured on an H100 (2026-11-26, benchmarks/results/issue5_h100_2026-11-26, fit without a memory cap,
+# the Offline runs at the fitted batch failing early): sdxl 183 s, flux1024 161 s, flux512 more than
+# 150 s. With the cap the Offline run at the fitted batch runs in full (SDXL at batch 32: about 85 s
+# with warm-up), and a step-down adds one more. Two calls of at most 600 s each:
+#     bash tools/gpu_check.sh sdxl flux1024      (limits 300 + 220 s)
+#     bash tools/gpu_check.sh flux512 tests      (limits 240 + 60 s, while the machine is warm)
+# GPU_CHECK_SCALE=0.5 halves every limit.
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1
 
 OUT="${OUT:-$PWD/gpu_check_out}"
-mkdir -p "$OUT/issue5"
+RESULTS=/tmp/issue5
+mkdir -p "$OUT" "$RESULTS"
 export OUT
 SCALE="${GPU_CHECK_SCALE:-1}"
 limit() { python3 -c "print(max(30, int($1 * $SCALE)))"; }
@@ -65,7 +69,7 @@ EOF
 COMMON=(--set model.weights=random --set backend.device=cuda --set backend.dtype=bfloat16
   --scenarios SingleStream,Offline --batch-sizes fit --max-batch 64
   --set loadgen.min_duration_ms=10000 --set loadgen.min_query_count=8 --set loadgen.offline_expected_qps=0.1
-  --output-dir "$OUT/issue5")
+  --output-dir "$RESULTS")
 
 part() {  # part NAME SECONDS COMMAND...
   local name="$1" seconds
@@ -81,34 +85,34 @@ part() {  # part NAME SECONDS COMMAND...
 }
 WORST=0
 
-pack() {  # one file comes back where a folder tree would be cut short
-  find "$OUT/issue5" -name mlperf_log_detail.txt -size +1M -delete
-  tar czf "$OUT/issue5.tgz.part" -C "$OUT" issue5 && mv "$OUT/issue5.tgz.part" "$OUT/issue5.tgz"
+pack() {  # one file comes back where a folder tree would be cut short; tar's 1 = a file changed while read
+  find "$RESULTS" -name mlperf_log_detail.txt -size +1M -delete
+  tar czf "$OUT/issue5.tgz.part" -C "$(dirname "$RESULTS")" "$(basename "$RESULTS")"
+  [ $? -le 1 ] && mv "$OUT/issue5.tgz.part" "$OUT/issue5.tgz"
 }
 
 PARTS=("$@")
 [ ${#PARTS[@]} -eq 0 ] && PARTS=(sdxl flux1024 flux512 tests)
 for p in "${PARTS[@]}"; do
   case "$p" in
-    sdxl) part sdxl_1024 240 python3 -m harness sweep --model sdxl --resolutions 1024 --steps 20 "${COMMON[@]}" ;;
+    sdxl) part sdxl_1024 300 python3 -m harness sweep --model sdxl --resolutions 1024 --steps 20 "${COMMON[@]}" ;;
     flux1024 | flux)
-      part flux2_klein_1024 200 python3 -m harness sweep --model flux2-klein-4b --resolutions 1024 --steps 4 "${COMMON[@]}"
+      part flux2_klein_1024 220 python3 -m harness sweep --model flux2-klein-4b --resolutions 1024 --steps 4 "${COMMON[@]}"
       ;;&
     flux512 | flux)
       # About 0.5 GiB per image at 512: the limit is above 64 (135 without a memory cap on an H100).
-      part flux2_klein_512 220 python3 -m harness sweep --model flux2-klein-4b --resolutions 512 --steps 4 "${COMMON[@]}" \
+      part flux2_klein_512 240 python3 -m harness sweep --model flux2-klein-4b --resolutions 512 --steps 4 "${COMMON[@]}" \
         --max-batch 256
       ;;
     slicing)
-      part sdxl_1024_fit_vae_slicing 120 python3 -m harness fit --model sdxl --output-dir "$OUT/issue5/fit-vae-slicing" --max-batch 128 \
+      part sdxl_1024_fit_vae_slicing 120 python3 -m harness fit --model sdxl --output-dir "$RESULTS/fit-vae-slicing" --max-batch 128 \
         --set model.weights=random --set backend.device=cuda --set backend.dtype=bfloat16 --set backend.vae_slicing=true ;;
     tests) part gpu_tests 60 python3 -m pytest -q -m gpu -p no:cacheprovider tests/test_batch_fit.py tests/test_diffusers_eager.py ;;
     flux1024 | flux512 | flux) ;;
     *) echo "unknown part $p: choose from sdxl, flux1024, flux512 (flux: both), slicing, tests"; exit 2 ;;
   esac
-  pack
+  pack || echo "packing $RESULTS failed: $OUT/issue5.tgz holds the parts before $p"
 done
 
-rm -rf "$OUT/issue5"  # all of it is in issue5.tgz
 du -sh "$OUT"
 exit "$WORST"  # the worst part's exit code (a sweep exits 1 when any of its points failed)
