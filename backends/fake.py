@@ -76,15 +76,13 @@ class FakeBackend:
             raise RuntimeError(f"fake backend: injected failure on call {call}")
         if targeted and self.options.exit_at_call and call == self.options.exit_at_call:
             os._exit(3)
-        if self.options.oom_above_batch and len(batch) > self.options.oom_above_batch:
-            limit = self.options.oom_above_batch
-            raise MemoryError(f"fake backend: out of memory on a batch of {len(batch)} (oom_above_batch={limit})")
-        full_run_limit = self.options.full_run_oom_above_batch
-        if full_run_limit and self.model.steps > 1 and len(batch) > full_run_limit:
-            raise MemoryError(
-                f"fake backend: out of memory on a batch of {len(batch)} at {self.model.steps} steps "
-                f"(full_run_oom_above_batch={full_run_limit})"
-            )
+        limits = {"oom_above_batch": self.options.oom_above_batch}
+        if self.model.steps > 1:
+            limits["full_run_oom_above_batch"] = self.options.full_run_oom_above_batch
+        for key, limit in limits.items():
+            if limit and len(batch) > limit:
+                size, steps = len(batch), self.model.steps
+                raise MemoryError(f"fake backend: out of memory on a batch of {size} at {steps} steps ({key}={limit})")
         delay_s = (self.options.latency_ms + self.options.per_image_latency_ms * len(batch)) / 1e3
         if delay_s > 0:
             time.sleep(delay_s)

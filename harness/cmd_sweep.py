@@ -26,8 +26,7 @@ joins the Offline batch sizes, and the ramp stops at it, once a full run at it (
 the plan has no Offline) has run: should that run out of memory, the sweep steps down to 3/4 of the
 batch, at most twice, and records in fit.csv the batch that ran (full_run_batch) and those that did not
 (full_run_oom; the fit row's status is "oom" where none ran). A batch size listed as a number runs as
-listed. Not for torch-compile or tensorrt (they build
-per batch size): probe with diffusers-eager.
+listed. Not for torch-compile or tensorrt (they build per batch size): probe with diffusers-eager.
 
 An Offline point at batch B issues at least 2 x B samples (loadgen.min_query_count is raised to that
 where the run's settings ask for fewer), so at least two full batches make its throughput.
@@ -311,11 +310,11 @@ class Sweep:
         )
         return entry
 
-    def settle_fitted_batch(self, resolution: int, steps: int, fit: dict[str, Any]) -> int | None:
+    def settle_fitted_batch(self, resolution: int, steps: int, fit: dict[str, Any]) -> int:
         """A full run at the fitted batch (Offline, which fills every batch, where the plan has it; else
         Server); where it runs out of memory, one at 3/4 of the batch, at most FIT_STEP_DOWNS times. Returns
-        the batch that ran (None: none did) and records the outcome in the fit entry; the runs are cached,
-        so the scenario loop reuses them."""
+        the last batch tried and records the outcome in the fit entry (status "oom" where none ran); the
+        runs are cached, so the scenario loop reuses them."""
         scenario = "Offline" if "Offline" in self.plan.scenarios else "Server"
         batch_size = fit["largest_batch"]
         result = self.run(resolution, steps, batch_size, scenario)
@@ -332,11 +331,13 @@ class Sweep:
             )
             batch_size = smaller
             result = self.run(resolution, steps, batch_size, scenario)
-        ran = batch_size if result["status"] == "ok" else None
-        fit.update(full_run_batch=ran, full_run_oom=",".join(map(str, out_of_memory)))
-        if ran is None and result["status"] == "oom" and fit["status"] == "ok":
+        fit.update(
+            full_run_batch=batch_size if result["status"] == "ok" else None,
+            full_run_oom=",".join(map(str, out_of_memory)),
+        )
+        if result["status"] == "oom" and fit["status"] == "ok":
             fit.update(status="oom", error=f"full {scenario} runs ran out of memory at batch {fit['full_run_oom']}")
-        return ran
+        return batch_size
 
 
 def _result(proc: subprocess.CompletedProcess[str], summary_path: Path | None) -> dict[str, Any]:
@@ -460,13 +461,10 @@ def run_sweep(args: argparse.Namespace, plan: SweepPlan, out: Path) -> dict[str,
                 fitted = fits[-1]["largest_batch"] or 0
                 batched = any(s != "SingleStream" for s in plan.scenarios)
                 if fitted and batched and fitted not in batch_sizes:
-                    ran = sweep.settle_fitted_batch(r, n, fits[-1])
-                    if ran is not None:
-                        fitted = ran
-                    elif fits[-1]["full_run_oom"]:  # every size tried ran out: left out, the ramp stays below
-                        too_big = [int(b) for b in fits[-1]["full_run_oom"].split(",")]
-                        fitted, max_batch = 0, max(1, min(too_big) - 1)
-                    # else the run failed otherwise, and its row says why
+                    fitted = sweep.settle_fitted_batch(r, n, fits[-1])
+                    if fits[-1]["status"] == "oom":  # none ran: left out, and the ramp stays below the last
+                        fitted, max_batch = 0, max(1, fitted - 1)
+                    # else it ran, or failed otherwise and its row says why
                 if fitted:
                     batch_sizes, max_batch = tuple(sorted({*batch_sizes, fitted})), fitted
             # 3. Latency and throughput per scenario and batch size.
