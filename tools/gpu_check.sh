@@ -24,7 +24,8 @@
 # with warm-up), and a step-down adds one more. Two calls of at most 600 s each:
 #     bash tools/gpu_check.sh sdxl flux1024      (limits 300 + 220 s)
 #     bash tools/gpu_check.sh flux512 tests      (limits 240 + 60 s, while the machine is warm)
-# GPU_CHECK_SCALE=0.5 halves every limit.
+# GPU_CHECK_SCALE=0.5 halves every limit. GPU_CHECK_SCENARIOS=Offline skips the batch-1 SingleStream runs
+# (about 30 s a part) when their figures are already measured on the same kind of GPU.
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1
 
@@ -67,7 +68,7 @@ EOF
 # Short LoadGen runs: SingleStream for 10 s (at least 8 images); Offline issues two full batches (the sweep
 # raises min_query_count to 2 x batch). offline_expected_qps=0.1 keeps LoadGen from asking for more.
 COMMON=(--set model.weights=random --set backend.device=cuda --set backend.dtype=bfloat16
-  --scenarios SingleStream,Offline --batch-sizes fit --max-batch 64
+  --scenarios "${GPU_CHECK_SCENARIOS:-SingleStream,Offline}" --batch-sizes fit --max-batch 64
   --set loadgen.min_duration_ms=10000 --set loadgen.min_query_count=8 --set loadgen.offline_expected_qps=0.1
   --output-dir "$RESULTS")
 
