@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import pytest
 from PIL import Image
 
 from backends.fake import FakeBackend
+from harness.cuda_allocator import apply_default_allocator_settings
 from harness.prompts import load_prompts
 
 SCENARIOS = ["SingleStream", "Offline", "Server"]
@@ -72,6 +74,10 @@ def test_performance_runs_on_the_tiny_model(run_cli, scenario: str) -> None:
     manifest = json.loads((run.run_dir / "manifest.json").read_text())
     assert manifest["model"]["weights"]["sha256"]
     assert manifest["backend"]["device"] == "cpu"
+    # `python -m harness` starts with the allocator default unless the caller set one; the manifest has it.
+    expected = dict(os.environ)
+    apply_default_allocator_settings(expected)
+    assert manifest["environment"].get("PYTORCH_CUDA_ALLOC_CONF") == expected.get("PYTORCH_CUDA_ALLOC_CONF")
 
 
 @pytest.mark.parametrize("scenario", SCENARIOS)
