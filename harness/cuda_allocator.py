@@ -1,10 +1,9 @@
 """The CUDA allocator setting the harness runs with unless the user chose one.
 
-With PyTorch's default allocator, full Offline runs at the largest batch that `fit` found ran out of
-memory on an H100 while 21-30 GiB of the allocator's cache was free but split into pieces too small
-for one 17-23.5 GiB request (512 MiB per image: the VAE decoder's full-resolution activations, by
-size). With `expandable_segments:True` the same batches ran in full (SDXL at 40, FLUX.2-klein-4B at
-34; benchmarks/results/issue5_h100_2026-11-26_largest_batch/).
+On an H100 with PyTorch's default allocator, full Offline runs at the batch `fit` found (SDXL 40,
+FLUX.2-klein-4B 34, at 1024 x 1024) ran out of memory asking for 20 and 17 GiB (512 MiB per image) while
+25 and 21 GiB of the allocator's cache was free but fragmented. With `expandable_segments:True` the same
+batches ran in full (benchmarks/results/issue5_h100_2026-11-26_largest_batch/).
 
 The setting must be in the environment before CUDA's allocator starts, so `python -m harness` applies
 it before importing anything else; worker processes inherit it. A user who sets either variable, even

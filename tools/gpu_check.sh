@@ -18,13 +18,14 @@
 # The device tool brings back only a few files and little folder depth, so after every part /tmp/issue5
 # is packed into $OUT/issue5.tgz (a call stopped at its limit still returns the parts before); $OUT
 # also gets gpu_env.log and one <part>.log each.
-# Measured on an H100 (2026-11-26, benchmarks/results/issue5_h100_2026-11-26_largest_batch, with
-# GPU_CHECK_SCENARIOS=Offline and PyTorch's own allocator default, under which both 1024 parts' full runs at
-# the fitted batch ran out of memory and stepped down once): sdxl 221 s, flux1024 160 s, flux512 118 s, tests 26 s. Two calls of at most 600 s:
+# Measured on an H100 (2026-11-26, benchmarks/results/issue5_h100_2026-11-26_largest_batch), with
+# GPU_CHECK_SCENARIOS=Offline and PyTorch's own allocator default, under which both 1024 parts' full runs
+# at the fitted batch ran out of memory and stepped down once: sdxl 221 s, flux1024 160 s, flux512 118 s,
+# tests 26 s. Two calls of at most 600 s:
 #     bash tools/gpu_check.sh sdxl flux1024      (limits 300 + 220 s)
 #     bash tools/gpu_check.sh flux512 tests      (limits 240 + 60 s, while the machine is warm)
 # GPU_CHECK_SCALE=0.5 halves every limit. GPU_CHECK_SCENARIOS=Offline skips the batch-1 SingleStream runs
-# (about 30 s a part) when their figures are already measured on the same kind of GPU.
+# when their figures are already measured on the same kind of GPU.
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1
 
