@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import logging
 import sys
 import typing
 from dataclasses import dataclass, field
@@ -17,11 +18,14 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import ConfigError
+from harness.mlperf_rules import ROUNDS
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
+
+log = logging.getLogger(__name__)
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 MODELS_DIR = PROJECT_ROOT / "configs" / "models"
@@ -159,6 +163,14 @@ class QualitySection:
 
 
 @dataclass(frozen=True)
+class MlperfSection:
+    # The MLPerf round this run is made for ("v6.0", "v6.1"; harness/mlperf_rules.py ROUNDS): LoadGen gets
+    # that round's seeds (harness/loadgen_settings.py), whatever the installed wheel embeds. "" = none:
+    # the wheel's built-in seeds, and the run is not a submission candidate.
+    round: str = ""
+
+
+@dataclass(frozen=True)
 class RunConfig:
     run: RunSection = field(default_factory=RunSection)
     model: ModelSection = field(default_factory=ModelSection)
@@ -170,6 +182,7 @@ class RunConfig:
     profile: ProfileSection = field(default_factory=ProfileSection)
     cost: CostSection = field(default_factory=CostSection)
     quality: QualitySection = field(default_factory=QualitySection)
+    mlperf: MlperfSection = field(default_factory=MlperfSection)
     # Validated against the chosen backend's Options dataclass when the backend is built.
     backend: dict[str, Any] = field(default_factory=dict)
     # LoadGen TestSettings attribute -> value, from the TOML layers (model+scenario defaults, --config).
@@ -295,8 +308,12 @@ def resolve_config(
     if model not in models:
         raise ConfigError(f"unknown model {model!r}; choose one of: {', '.join(models)}")
     tree = read_toml(MODELS_DIR / f"{model}.toml")
+    model_backend = tree.get("backend", {})  # defaults for the backends that take them (see below)
+    user_backend: set[str] = set()  # backend keys the user gave (--config, --set): always checked
     if config_file:
-        tree = _deep_merge(tree, read_toml(config_file))
+        layer = read_toml(config_file)
+        user_backend |= set(layer.get("backend", {}) if isinstance(layer.get("backend"), dict) else {})
+        tree = _deep_merge(tree, layer)
     for dotted, value in (cli or {}).items():
         if value is not None:
             _set_path(tree, dotted.split("."), value)
@@ -307,7 +324,33 @@ def resolve_config(
             overrides[path[1]] = value
         else:
             _set_path(tree, path, value)
+            if path[0] == "backend":
+                user_backend |= {path[1]} if len(path) > 1 else set(model_backend)
+    _drop_foreign_backend_defaults(tree, model, model_backend, user_backend)
     return _from_tree(tree, overrides)
+
+
+def _drop_foreign_backend_defaults(
+    tree: dict[str, Any], model: str, model_backend: Any, user_backend: set[str]
+) -> None:
+    """A model config's [backend] keys (device, dtype) are defaults for the backends that have such an
+    option: `--model sdxl --backend fake` must not fail on `backend.device`. Keys the user gave stay,
+    and an unknown one is still an error when the backend's options are built."""
+    backend = tree.get("backend")
+    if not isinstance(model_backend, dict) or not model_backend or not isinstance(backend, dict):
+        return
+    name = str(tree.get("run", {}).get("backend", RunSection.backend))
+    from backends.base import BackendError
+    from backends.registry import backend_class
+
+    try:
+        options = {f.name for f in dataclasses.fields(backend_class(name).Options)}
+    except BackendError:  # unknown backend or missing extra: building the backend reports it
+        return
+    for key in sorted(set(model_backend) - user_backend - options):
+        if key in backend and backend[key] == model_backend[key]:
+            del backend[key]
+            log.info("configs/models/%s.toml: backend.%s is not an option of backend %r; not used", model, key, name)
 
 
 def _from_tree(tree: dict[str, Any], loadgen_overrides: dict[str, Any]) -> RunConfig:
@@ -327,6 +370,8 @@ def _from_tree(tree: dict[str, Any], loadgen_overrides: dict[str, Any]) -> RunCo
     _choice("latents.mode", sections["latents"].mode, LATENT_MODES)
     _choice("model.weights", sections["model"].weights, MODEL_WEIGHTS)
     _choice("model.latent_layout", sections["model"].latent_layout, LATENT_LAYOUTS)
+    if sections["mlperf"].round:
+        _choice("mlperf.round", sections["mlperf"].round, tuple(ROUNDS))
     if sections["model"].max_sequence_length < 0:
         raise ConfigError(
             f"model.max_sequence_length must be >= 0 (0 = the pipeline's default), "

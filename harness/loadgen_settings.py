@@ -1,7 +1,9 @@
 """LoadGen TestSettings from the layered config, and whether the result could be submitted.
 
 Order, lowest first:
-1. LoadGen's embedded mlperf.conf for the model's MLPerf name (the official rules and seeds);
+1. LoadGen's embedded mlperf.conf for the model's MLPerf name (the official rules and seeds), then,
+   when the run is made for a round (`--set mlperf.round=v6.0`), that round's seeds: each wheel embeds
+   one round's seeds, and LoadGen reads seeds from nothing else;
 2. the TOML layers: `[loadgen]` and `[loadgen.<Scenario>]` of the model config and `--config`;
 3. a user.conf in LoadGen's own format (`--user-conf`), read by LoadGen itself;
 4. `--set loadgen.<attribute>=value` overrides.
@@ -10,10 +12,13 @@ Order, lowest first:
 from __future__ import annotations
 
 import importlib.metadata
+import re
+from pathlib import Path
 from typing import Any
 
 import mlperf_loadgen as lg
 
+from harness import mlperf_rules as rules
 from harness.config import RunConfig, check_value
 from harness.errors import ConfigError
 
@@ -63,13 +68,45 @@ def _apply(settings: lg.TestSettings, values: dict[str, Any], layer: str) -> Non
 
 
 def mlperf_reference(cfg: RunConfig) -> lg.TestSettings:
-    """TestSettings holding only LoadGen's embedded mlperf.conf for this model and scenario."""
+    """TestSettings holding only the rules for this model and scenario: LoadGen's embedded mlperf.conf,
+    with the seeds of the run's round (mlperf.round) where it names one."""
     settings = lg.TestSettings()
     settings.scenario = getattr(lg.TestScenario, cfg.run.scenario)
     name = cfg.model.mlperf_name or DEV_MODEL_NAME
     if settings.FromConfig("", name, cfg.run.scenario, 0) != 0:
         raise ConfigError(f"LoadGen could not load its mlperf.conf for model {name!r}")
+    if cfg.mlperf.round:
+        for key, seed in zip(rules.SEED_KEYS, rules.ROUNDS[cfg.mlperf.round].seeds, strict=True):
+            setattr(settings, key, seed)
     return settings
+
+
+def embedded_seeds() -> tuple[int, int, int]:
+    """The seeds of the installed wheel's built-in mlperf.conf."""
+    settings = lg.TestSettings()
+    settings.FromConfig("", DEV_MODEL_NAME, "Offline", 0)
+    return (settings.qsl_rng_seed, settings.sample_index_rng_seed, settings.schedule_rng_seed)
+
+
+_SEED_LINE = re.compile(r"^\s*[^#\s]*\.(qsl_rng_seed|sample_index_rng_seed|schedule_rng_seed)\s*=")
+
+
+def check_user_conf_seeds(path: str) -> None:
+    """LoadGen reads the RNG seeds from its built-in mlperf.conf only: FromConfig looks them up when
+    conf_type == 0 (loadgen/test_settings_internal.cc, TestSettings::FromConfig), so a seed line in a
+    user.conf is silently ignored. Refuse it rather than let the file claim what did not happen."""
+    try:
+        lines = Path(path).read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError:
+        return  # LoadGen's own read reports a missing file
+    for n, line in enumerate(lines, 1):
+        m = _SEED_LINE.match(line)
+        if m:
+            raise ConfigError(
+                f"user.conf {path!r} line {n} sets {m.group(1)}, which LoadGen ignores in a user.conf (it takes "
+                f"seeds only from its built-in mlperf.conf); use --set mlperf.round={'|'.join(rules.ROUNDS)} "
+                f"for a round's seeds, or --set loadgen.{m.group(1)}=N"
+            )
 
 
 def build_test_settings(cfg: RunConfig) -> lg.TestSettings:
@@ -77,6 +114,7 @@ def build_test_settings(cfg: RunConfig) -> lg.TestSettings:
     settings.mode = lg.TestMode.AccuracyOnly if cfg.run.mode == "accuracy" else lg.TestMode.PerformanceOnly
     _apply(settings, cfg.loadgen, "[loadgen]")
     if cfg.user_conf:
+        check_user_conf_seeds(cfg.user_conf)
         name = cfg.model.mlperf_name or DEV_MODEL_NAME
         if settings.FromConfig(cfg.user_conf, name, cfg.run.scenario, 1) != 0:
             raise ConfigError(f"LoadGen could not read user.conf {cfg.user_conf!r}")
@@ -103,6 +141,13 @@ def submission_blockers(cfg: RunConfig, settings: lg.TestSettings, dataset_count
     if not cfg.model.mlperf_name:
         blockers.append(f"model {cfg.model.name!r} has no MLPerf benchmark definition")
         return blockers
+    blockers += benchmark_departures(cfg)
+    if not cfg.mlperf.round:
+        wheel = rules.round_of_seeds(embedded_seeds()) or "no known round's"
+        blockers.append(
+            f"made for no MLPerf round (mlperf.round is unset): LoadGen used its built-in seeds, {wheel}; "
+            f"--set mlperf.round={'|'.join(rules.ROUNDS)} makes a run for a round"
+        )
     reference = mlperf_reference(cfg)
     need = reference.performance_sample_count_override
     if need and dataset_count != need:
@@ -113,3 +158,20 @@ def submission_blockers(cfg: RunConfig, settings: lg.TestSettings, dataset_count
         if not ok:
             blockers.append(f"loadgen.{key} = {have} (MLPerf rules: {rule} {need})")
     return blockers
+
+
+def benchmark_departures(cfg: RunConfig) -> list[str]:
+    """Where the run is not the MLPerf SDXL benchmark (closed division): a backend that runs no model,
+    a model section or latents other than the benchmark's. Random weights are the runner's blocker."""
+    if cfg.model.mlperf_name != rules.BENCHMARK:
+        return []
+    out = []
+    if cfg.run.backend == "fake":
+        out.append("backend 'fake' runs no model: its images are synthetic and its timings are not inference")
+    for key, need in rules.BENCHMARK_MODEL.items():
+        have = getattr(cfg.model, key)
+        if have != need:
+            out.append(f"model.{key} = {have!r} (the {rules.BENCHMARK} benchmark: {need!r})")
+    if cfg.latents.mode != rules.BENCHMARK_LATENTS_MODE:
+        out.append(f"latents.mode = {cfg.latents.mode!r} (the benchmark: one shared latent for every prompt)")
+    return out

@@ -10,6 +10,7 @@ import os
 import platform
 import re
 import subprocess
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -140,6 +141,49 @@ def cache_dir() -> Path:
     return Path(os.environ.get("HARNESS_CACHE_DIR") or Path.home() / ".cache" / "t2i-harness")
 
 
+@dataclass(frozen=True)
+class WhatRan:
+    """What a run actually executed, in words a submission can copy (measurements.json, systems/*.json):
+    never the model config's intentions where the backend did something else."""
+
+    backend: str
+    weights: str  # a folder, "random ...", "built in code ...", or "none ..." for the fake backend
+    weight_data_types: str  # the precision the backend ran in; "none" where no model ran
+    height: int
+    width: int
+    steps: int
+    runs_model: bool  # False for the fake backend: synthetic images, no inference
+
+
+def what_ran(config: dict[str, Any], backend: dict[str, Any], model_path: str) -> WhatRan:
+    run, model = config["run"], config["model"]
+    name = str(run["backend"])
+    if name == "fake":
+        weights, precision, runs_model = "none: the fake backend loads no weights and runs no model", "none", False
+    else:
+        runs_model = True
+        precision = str(backend.get("dtype") or backend.get("precision") or "unknown")
+        if model.get("weights") == "random":
+            weights = f"random weights (architecture only, from {model.get('components') or 'its components'})"
+        elif model_path:
+            weights = model_path
+        elif model.get("builder"):
+            weights = f"built in code with seeded random weights ({model['builder']})"
+        else:
+            weights = "unknown"
+    return WhatRan(name, weights, precision, int(model["height"]), int(model["width"]), int(model["steps"]), runs_model)
+
+
+def round_record(config: dict[str, Any], seeds: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The MLPerf round the run was made for and where its LoadGen seeds came from."""
+    name = str(config.get("mlperf", {}).get("round") or "")
+    overridden = sorted(k for k in config.get("loadgen_overrides", {}) if k.endswith("_rng_seed"))
+    source = f"the {name} round's, set by the harness (mlperf.round)" if name else "LoadGen's built-in mlperf.conf"
+    if overridden:
+        source += f", then --set loadgen.{', loadgen.'.join(overridden)}"
+    return {"round": name or None, "seeds_from": source, "seeds": seeds}
+
+
 def build_manifest(
     *,
     config: dict[str, Any],
@@ -164,4 +208,6 @@ def build_manifest(
         "prompts": prompts,
         "latents": latents,
         "loadgen": loadgen,
+        "mlperf": round_record(config, loadgen.get("seeds")),
+        "ran": asdict(what_ran(config, backend, model_path)),
     }

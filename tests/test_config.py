@@ -116,3 +116,23 @@ def test_parse_set_values_are_toml_typed() -> None:
     assert parse_set("a.b=true") == (["a", "b"], True)
     assert parse_set('a.b="x y"') == (["a", "b"], "x y")
     assert parse_set("a.b=cuda:0") == (["a", "b"], "cuda:0")
+
+
+def test_a_model_configs_backend_options_do_not_break_other_backends() -> None:
+    """sdxl.toml sets backend.device and backend.dtype for the backends that take them; the fake backend
+    has neither, and `--model sdxl --backend fake` used to fail with "unknown config key 'backend.device'"."""
+    cfg = resolve_config("sdxl", cli={"run.backend": "fake"})
+    assert cfg.backend == {}
+    build_options(FakeOptions, cfg.backend)  # what the runner builds the backend from
+    assert resolve_config("sdxl").backend == {"device": "cuda", "dtype": "float16"}  # eager keeps them
+    # What the user sets is still checked against the backend's options.
+    given = resolve_config("sdxl", cli={"run.backend": "fake"}, sets=["backend.device=cuda"])
+    with pytest.raises(ConfigError, match="unknown config key 'backend.device'"):
+        build_options(FakeOptions, given.backend)
+
+
+def test_the_mlperf_round_is_one_of_the_known_rounds() -> None:
+    assert resolve_config("tiny").mlperf.round == ""
+    assert resolve_config("tiny", sets=["mlperf.round=v6.1"]).mlperf.round == "v6.1"
+    with pytest.raises(ConfigError, match=r"mlperf.round 'v5.1' is not allowed; choose one of: v6.0, v6.1"):
+        resolve_config("tiny", sets=["mlperf.round=v5.1"])

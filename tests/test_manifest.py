@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from harness.manifest import nvidia_driver_version, performance_environment
+from harness.config import resolve_config
+from harness.manifest import nvidia_driver_version, performance_environment, round_record, what_ran
 
 
 def test_the_nvidia_driver_version_comes_from_proc(tmp_path: Path) -> None:
@@ -30,3 +31,26 @@ def test_the_environment_that_changes_speed_or_memory_is_recorded() -> None:
         "OMP_NUM_THREADS": "4",
         "PYTORCH_CUDA_ALLOC_CONF": "expandable_segments:True",
     }
+
+
+def test_what_ran_is_what_the_backend_did_not_what_the_config_names() -> None:
+    fake = resolve_config("sdxl", cli={"run.backend": "fake"}).to_dict()
+    ran = what_ran(fake, {"backend": "fake", "dtype": "uint8"}, "")
+    assert not ran.runs_model and ran.weights.startswith("none") and ran.weight_data_types == "none"
+    assert (ran.height, ran.width, ran.steps) == (1024, 1024, 20)
+    random = resolve_config("sdxl", sets=["model.weights=random"]).to_dict()
+    ran = what_ran(random, {"dtype": "float16"}, "")
+    assert ran.runs_model and ran.weights.startswith("random weights") and ran.weight_data_types == "float16"
+    real = resolve_config("sdxl").to_dict()
+    assert what_ran(real, {"dtype": "bfloat16"}, "/models/sdxl").weights == "/models/sdxl"
+    assert what_ran(resolve_config("tiny").to_dict(), {"dtype": "float32"}, "").weights.startswith("built in code")
+
+
+def test_the_manifest_records_the_round_and_where_the_seeds_came_from() -> None:
+    made = round_record(resolve_config("sdxl", sets=["mlperf.round=v6.0"]).to_dict())
+    assert made["round"] == "v6.0" and "v6.0 round's, set by the harness" in made["seeds_from"]
+    none = round_record(resolve_config("sdxl", sets=["loadgen.qsl_rng_seed=7"]).to_dict())
+    assert (
+        none["round"] is None
+        and none["seeds_from"] == "LoadGen's built-in mlperf.conf, then --set loadgen.qsl_rng_seed"
+    )
