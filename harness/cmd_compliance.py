@@ -83,6 +83,16 @@ def main(argv: list[str] | None = None) -> int:
         return _fail("--mode accuracy: a compliance test is a performance run; leave --mode out")
     if args.accuracy_run and args.test != "TEST01":
         return _fail(f"--accuracy-run is for TEST01; {args.test} compares performance only")
+    needs_runs = not args.performance_run or (args.test == "TEST01" and not args.accuracy_run)
+    if args.user_conf and needs_runs:
+        # LoadGen takes one user.conf per process: a second load logs "Multiple conf files are used",
+        # an error that fails the run it lands in (loadgen/test_settings_internal.cc, FromConfig).
+        given = "--performance-run and --accuracy-run" if args.test == "TEST01" else "--performance-run"
+        return _fail(
+            f"--user-conf {args.user_conf!r} with normal runs made in this process: LoadGen accepts one user.conf "
+            f"per process, so the later run would log 'Multiple conf files are used'; make the normal runs "
+            f"first (python -m harness ... --user-conf FILE) and give them with {given}"
+        )
     overrides = {
         "run.scenario": args.scenario,
         "run.mode": "performance",
@@ -153,9 +163,11 @@ def _run_log(run_dir: Path) -> Iterator[None]:
 
 
 def _run(cfg: RunConfig, run_dir: Path, label: str) -> Any:
+    from harness import first_image
     from harness.console import Progress
     from harness.runner import run_benchmark
 
+    first_image.mark_run_start()  # this command makes several runs in one process (harness/first_image.py)
     with _run_log(run_dir):
         try:
             with Progress(enabled=cfg.run.progress, label=f"{cfg.run.scenario} {label}") as bar:
@@ -228,7 +240,10 @@ def _audit_problems(run_dir: Path, test: str) -> list[str]:
     if "Found Audit Config file" not in text:
         problems.append("LoadGen did not log 'Found Audit Config file'")
     if "Multiple conf files are used" in text:
-        problems.append("LoadGen logged 'Multiple conf files are used'")
+        problems.append("LoadGen logged 'Multiple conf files are used' (a user.conf and the audit config)")
+    other = [e for e in detail.errors if "Multiple conf files are used" not in e]
+    if other:
+        problems.append(f"LoadGen logged {len(other)} error(s) in the test run: {'; '.join(other[:2])}")
     if test == "TEST01" and not detail.get("effective_accuracy_log_sampling_target"):
         problems.append("effective_accuracy_log_sampling_target is 0: no responses were sampled")
     if test == "TEST04" and detail.get("effective_performance_issue_same") is not True:
@@ -275,9 +290,13 @@ def _verify_test01(cfg: RunConfig, run_dir: Path, performance_run: Path, accurac
         method = "clip_fid" if fallback.numbers.get("state") == "scored" else "not scored"
     acc_passed = acc.passed or bool(fallback and fallback.passed)
     lines = acc.lines + (fallback.lines if fallback else [])
+    if problems:  # the responses were logged by a run that cannot be trusted: no TEST PASS line
+        lines = [line for line in lines if line.strip() != verify.PASS_LINE]
+        lines += [f"{verify.FAIL_LINE}: {p}" for p in problems]
     (run_dir / "verify_accuracy.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
     detail = "mlperf_log_detail.txt"
     perf = verify.compare_performance_detail(performance_run / detail, run_dir / detail)
+    perf = verify.fail_verdict(perf, problems)
     (run_dir / "verify_performance.txt").write_text(perf.text(), encoding="utf-8")
     passed = acc_passed and perf.passed and not problems
 
@@ -310,6 +329,7 @@ def _verify_test01(cfg: RunConfig, run_dir: Path, performance_run: Path, accurac
 def _verify_test04(cfg: RunConfig, run_dir: Path, performance_run: Path) -> dict[str, Any]:
     problems = _audit_problems(run_dir, "TEST04")
     perf = verify.compare_no_caching(performance_run / "mlperf_log_summary.txt", run_dir / "mlperf_log_summary.txt")
+    perf = verify.fail_verdict(perf, problems)
     (run_dir / "verify_performance.txt").write_text(perf.text(), encoding="utf-8")
     passed = perf.passed and not problems
     report = _report("TEST04", cfg, run_dir, passed, problems, performance_run, None)

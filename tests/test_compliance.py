@@ -135,6 +135,17 @@ def test_test04_runs_and_verifies_on_the_tiny_model(tiny_runs: dict) -> None:
     assert report["performance_run"] == str(tiny_runs["performance"])
 
 
+def test_a_later_runs_cold_start_counts_from_its_own_start(tiny_runs: dict) -> None:
+    """TEST01 makes the accuracy run, the performance run, then the test run in one process: the test
+    run's cold time to first image starts with that run, not with the process (issue 22, point 5)."""
+    d = _one(tiny_runs["runs"], "-Offline-TEST01")
+    summary = json.loads((d / "summary.json").read_text())
+    ttfi = summary["time_to_first_image_s"]
+    assert ttfi["cold_from"].startswith("start of this run") and "run 3 of this process" in ttfi["cold_from"]
+    # Its own preparation, load, warm-up and run bound it; the two earlier runs are not in it.
+    assert 0 < ttfi["cold"] <= sum(summary["phases_s"].values()) + 1.0
+
+
 # Bad input ------------------------------------------------------------------------------------------
 @pytest.mark.parametrize(
     "args, message",
@@ -143,6 +154,9 @@ def test_test04_runs_and_verifies_on_the_tiny_model(tiny_runs: dict) -> None:
         (["--accuracy-run", "x"], "--accuracy-run is for TEST01"),
         (["--performance-run", "/no/such/run"], "--performance-run '/no/such/run' does not exist"),
         (["--set", "run.audit_config=a.config"], "run.audit_config is set by the compliance command"),
+        # LoadGen takes one user.conf per process: the TEST run after an in-process normal run would log
+        # "Multiple conf files are used" and fail, minutes later.
+        (["--user-conf", "user.conf"], "LoadGen accepts one user.conf per process"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_code_2(
@@ -347,3 +361,79 @@ def test_the_clip_fid_fallback_says_why_it_cannot_score(tmp_path: Path) -> None:
     score, reason = _scorer(cfg)
     assert score is None
     assert str(missing) in reason and "no accuracy window" in reason
+
+
+def _log_entries(path: Path, entries: list[tuple[int, np.ndarray]]) -> Path:
+    """An accuracy log that may log a sample more than once (LoadGen's TEST01 sampling can)."""
+    lines = [
+        f'{{ "seq_id" : {n}, "qsl_idx" : {i}, "data" : "{img.tobytes().hex().upper()}" }}'
+        for n, (i, img) in enumerate(entries)
+    ]
+    path.write_text("[\n" + ",\n".join(lines) + "\n]\n")
+    return path
+
+
+def test_test01_counts_logged_entries_as_the_official_script_does(tmp_path: Path) -> None:
+    """verify_accuracy.py counts every entry of the performance log, duplicates included (126 entries of
+    124 samples: 126 matches), and an unknown sample logged twice is missing once, then a match."""
+    ref_images = _images(list(range(10)))
+    ref = _log_entries(tmp_path / "ref.json", list(ref_images.items()))
+    other = _images([42], seed=3)[42]
+    test = _log_entries(
+        tmp_path / "test.json", [(2, ref_images[2]), (5, ref_images[5]), (5, ref_images[5]), (42, other), (42, other)]
+    )
+    check = verify.compare_accuracy_logs(ref, test, 4, 4)
+    n = check.numbers
+    assert n["num_perf_log_entries"] == 5 and n["num_perf_log_unique_qsl_idxs"] == 3
+    assert n["num_perf_log_qsl_idx_match"] == 4 and n["num_missing_qsl_idxs"] == 1
+    assert "num_perf_log_qsl_idx_match = 4" in check.lines and "num_missing_qsl_idxs = 1" in check.lines
+    assert check.passed  # no first-byte mismatch, and matches > 0: the official verdict
+
+
+def _singlestream_summary(path: Path, p90_ns: float, p99_ns: float) -> Path:
+    """A SingleStream summary as LoadGen writes it: both early-stopping estimates."""
+    lines = [
+        "SUT name : PySUT",
+        "Scenario : SingleStream",
+        "Result is : VALID",
+        "Early Stopping Result:",
+        f" * Early stopping 90th percentile estimate: {p90_ns:.0f}",
+        f" * Early stopping 99th percentile estimate: {p99_ns:.0f}",
+    ]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_test04_singlestream_reads_the_90th_percentile_as_the_official_script(tmp_path: Path) -> None:
+    """compliance/TEST04/verify_performance.py scores SingleStream by the 90th-percentile estimate. Here
+    the TEST04 run is 31 % faster at the 90th percentile (caching) and equal at the 99th."""
+    ref = _singlestream_summary(tmp_path / "ref.txt", 1.0e9, 1.5e9)
+    test = _singlestream_summary(tmp_path / "test.txt", 0.69e9, 1.5e9)
+    check = verify.compare_no_caching(ref, test)
+    assert check.numbers["reference_score"] == pytest.approx(1.0)
+    assert check.numbers["test_score"] == pytest.approx(1 / 0.69)
+    assert not check.passed and check.lines[-1] == "TEST FAIL: Test score invalid"
+
+
+def test_a_loadgen_error_in_the_test_run_makes_the_verdict_file_fail(tmp_path: Path) -> None:
+    """Scores within the rule, but the TEST04 run's LoadGen logged an error: verify_performance.txt must
+    not say TEST PASS anywhere (the checker looks for that text on any line)."""
+    from harness.cmd_compliance import _verify_test04
+    from harness.config import resolve_config
+
+    perf, run = tmp_path / "perf", tmp_path / "test"
+    for d in (perf, run):
+        d.mkdir()
+        _summary(d / "mlperf_log_summary.txt", "Offline", 100.0)
+    meta = {"is_error": False}
+    lines = [
+        {"key": "audit_found", "value": "Found Audit Config file (audit.config)", "metadata": meta},
+        {"key": "effective_performance_issue_same", "value": True, "metadata": meta},
+        {"key": "error_invalid_config", "value": "Multiple conf files are used.", "metadata": {"is_error": True}},
+    ]
+    (run / "mlperf_log_detail.txt").write_text("\n".join(f":::MLLOG {json.dumps(e)}" for e in lines) + "\n")
+    report = _verify_test04(resolve_config("tiny"), run, perf)
+    text = (run / "verify_performance.txt").read_text()
+    assert "TEST PASS" not in text
+    assert "TEST FAIL: LoadGen logged 'Multiple conf files are used'" in text
+    assert report["passed"] is False and report["performance"]["passed"] is False
