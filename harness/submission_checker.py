@@ -4,7 +4,11 @@ checker (mlcommons/inference tools/submission/submission_checker) makes them, ru
 Each failure names its rule, the file and the reason. The rules:
 
 - required-files: systems/<system>.json, src/, README.md, user.conf, measurements.json, the
-  performance/run_1 and accuracy/ logs; no unknown benchmark or scenario folder.
+  performance/run_1 and accuracy/ logs; no unknown benchmark or scenario folder; closed division:
+  calibration.md (or documentation/calibration.md), which the older official checker requires.
+- scenarios: closed division: the scenario folders are exactly the set the round requires of the
+  system's system_type (edge: SingleStream and Offline; datacenter,edge: those and Server), and SDXL
+  is a benchmark of that category in the round (not of datacenter from v6.0 on).
 - system: systems/<system>.json has the required fields, values where they must have one, a valid
   status and system_type, submitter and division equal to the folders, no network mode in closed.
 - measurements: measurements.json has the required fields, with values.
@@ -22,10 +26,11 @@ Each failure names its rule, the file and the reason. The rules:
 - latency: Server: effective_target_latency_ns <= 20 s.
 - accuracy-sample-count: the accuracy run covered the dataset: effective_accuracy_sample_count (or,
   in older logs, qsl_reported_total_count) == 5000.
-- accuracy-window: accuracy.txt has CLIP_SCORE and FID_SCORE, inside the window.
+- accuracy-window: accuracy.txt has CLIP_SCORE and FID_SCORE, inside the window (a score the official
+  pattern cannot read, such as a negative one, fails and is named with its value).
 - accuracy-log: mlperf_log_accuracy.json is at most 10 KiB; accuracy.txt has a hash= line, a
   SHA-256, equal to the log's own where the log was not truncated.
-- images: accuracy/images/<id>.png for the round's ten ids, and captions.txt.
+- images: accuracy/images/<id>.png for the round's ten ids, and captions.txt (v6.1 asks for none).
 - compliance: closed division: TEST01 and TEST04 folders; verify_performance.txt with TEST PASS;
   TEST01 verify_accuracy.txt with TEST PASS or the CLIP/FID fallback files within 1 % / 2 %; their
   performance/run_1 holds exactly the two logs, on which the performance rules above run too.
@@ -88,19 +93,27 @@ class Checker:
     def _check_org(self, division: str, org: Path) -> None:
         src = org / "src"
         if not src.is_dir() or not any(src.iterdir()):
-            self.fail("required-files", src, "missing or empty: the source of the implementation (or a pointer to it)")
+            self.fail("required-files", src, "missing or empty: the source of the implementation")
+        # submission_checker_old.py (main loop, "Check for calibration documentation"): closed and
+        # network divisions need calibration.md at the submitter's root or in documentation/.
+        if division != "open" and not any(
+            (org / p).is_file() for p in ("calibration.md", "documentation/calibration.md")
+        ):
+            self.fail("required-files", org / "calibration.md", "missing (or documentation/calibration.md)")
         results = org / "results"
         if not results.is_dir() or not _dirs(results):
             self.fail("required-files", results, "no results/<system>/ folder")
             return
         for system_dir in _dirs(results):
-            self._check_system(division, org, system_dir.name)
+            system_type = self._check_system(division, org, system_dir.name)
             for bench in _dirs(system_dir):
                 if bench.name != rules.BENCHMARK:
                     self.fail(
                         "required-files", bench, f"benchmark {bench.name!r}: this checker knows {rules.BENCHMARK}"
                     )
                     continue
+                if division == "closed" and system_type in rules.SYSTEM_TYPES:
+                    self._check_scenario_set(bench, system_type)
                 for scenario_dir in _dirs(bench):
                     if scenario_dir.name not in rules.SCENARIOS:
                         allowed = ", ".join(rules.SCENARIOS)
@@ -109,16 +122,49 @@ class Checker:
                     self.results_checked.append(scenario_dir)
                     self._check_scenario(division, scenario_dir)
 
-    def _check_system(self, division: str, org: Path, system: str) -> None:
+    def _check_scenario_set(self, bench: Path, system_type: str) -> None:
+        """The scenarios of one benchmark against the round's set for the system type, as the official
+        loader.py SubmissionLoader.check_scenarios does (closed and network divisions): every required
+        scenario present, none outside required + optional (SDXL has no optional ones in v6.0 / v6.1).
+        Where SDXL has no entry for the type, Config.get_required returns None and the official tool
+        crashes; this says why instead."""
+        need = rules.required_scenarios(self.round, system_type)
+        if need is None:
+            categories = [c for c, names in self.round.benchmarks.items() if bench.name in names]
+            self.fail(
+                "scenarios",
+                bench,
+                f"{bench.name} is not a {system_type} benchmark in {self.round.name} "
+                f"(it is {' and '.join(categories)}); "
+                f"{self.round.name} datacenter benchmarks: {', '.join(self.round.benchmarks['datacenter'])}",
+            )
+            return
+        present = [d.name for d in _dirs(bench)]
+        missing = [s for s in need if s not in present]
+        unknown = [s for s in present if s not in need and s in rules.SCENARIOS]
+        if missing:
+            self.fail(
+                "scenarios", bench, f"missing {', '.join(missing)}: a {system_type} system submits {', '.join(need)}"
+            )
+        if unknown:
+            self.fail(
+                "scenarios",
+                bench,
+                f"{', '.join(unknown)} is not a scenario of {bench.name} for a {system_type} system in "
+                f"{self.round.name} (allowed: {', '.join(need)})",
+            )
+
+    def _check_system(self, division: str, org: Path, system: str) -> str:
+        """Check systems/<system>.json; its system_type ("" where unreadable)."""
         path = org / "systems" / f"{system}.json"
         if not path.is_file():
             self.fail("required-files", path, f"missing: the description of system {system!r}")
-            return
+            return ""
         try:
             desc = json.loads(path.read_text(encoding="utf-8"))
         except json.JSONDecodeError as exc:
             self.fail("system", path, f"not valid JSON ({exc})")
-            return
+            return ""
         missing = [k for k in rules.SYSTEM_REQUIRED_FIELDS if k not in desc]
         if missing:
             self.fail("system", path, f"required fields missing: {', '.join(missing)}")
@@ -137,6 +183,7 @@ class Checker:
             self.fail("system", path, f"division {desc.get('division')!r}, but the folder is {division!r}")
         if division == "closed" and str(desc.get("is_network", "false")).lower() == "true":
             self.fail("system", path, "is_network is true: network-mode systems belong in the network division")
+        return str(desc.get("system_type", ""))
 
     # One result: results/<system>/<benchmark>/<Scenario> -----------------------------------------
     def _check_scenario(self, division: str, d: Path) -> None:
@@ -234,8 +281,8 @@ class Checker:
             "seeds",
             path,
             f"{logged} are {whose} (LoadGen {version}); round {self.round.name} needs "
-            f"{', '.join(map(str, self.round.seeds))} ({self.round.loadgen_versions} embed them, "
-            "or set them in user.conf)",
+            f"{', '.join(map(str, self.round.seeds))} (make the runs with --set mlperf.round={self.round.name}; "
+            f"{self.round.loadgen_versions} embed them; a user.conf cannot set seeds)",
         )
 
     # Accuracy ----------------------------------------------------------------------------------------
@@ -256,7 +303,15 @@ class Checker:
         text = txt.read_text(encoding="utf-8", errors="replace")
         for metric, (low, high) in rules.ACCURACY_WINDOW.items():
             value = _metric(text, metric)
-            if value is None:
+            present = _metric(text, metric, rules.ANY_SCORE_PATTERN.format(metric=metric))
+            if value is None and present is not None:
+                self.fail(
+                    "accuracy-window",
+                    txt,
+                    f"{metric} = {present} is outside {low} .. {high} (and the official pattern, which has no "
+                    "minus sign or exponent, does not read it)",
+                )
+            elif value is None:
                 self.fail("accuracy-window", txt, f'no {metric} (expected a line like "Accuracy Results: {{...}}")')
             elif not low <= value <= high:
                 self.fail("accuracy-window", txt, f"{metric} = {value} is outside {low} .. {high}")
@@ -281,6 +336,8 @@ class Checker:
             )
 
     def _check_images(self, images: Path) -> None:
+        if not self.round.image_ids:  # accuracy_check.py extra_files_check: no entry for the round, no check
+            return
         if not images.is_dir():
             self.fail("images", images, f"missing: the {self.round.name} images {_ids(self.round)} and captions.txt")
             return
@@ -334,7 +391,18 @@ class Checker:
         for metric, allowed in rules.TEST01_DELTA_PERCENT.items():
             b, c = _metric(base, metric), _metric(comp, metric)
             if not b or not c:
-                self.fail("compliance", acc, f"TEST01 fallback: no {metric} in baseline or compliance accuracy")
+                any_pattern = rules.ANY_SCORE_PATTERN.format(metric=metric)
+                found = {
+                    name: _metric(text, metric, any_pattern)
+                    for name, text in (("baseline", base), ("compliance", comp))
+                }
+                unread = [f"{name} {v}" for name, v in found.items() if v is not None]
+                reason = (
+                    f"{metric} that the official pattern cannot read ({', '.join(unread)})"
+                    if unread and all(v is not None for v in found.values())
+                    else f"no {metric} in " + " or ".join(n for n, v in found.items() if v is None)
+                )
+                self.fail("compliance", acc, f"TEST01 fallback: {reason}")
                 continue
             delta = abs(1 - b / c) * 100
             if delta > allowed:
@@ -354,8 +422,9 @@ def _int(log: DetailLog, key: str) -> int | None:
     return int(value)
 
 
-def _metric(text: str, metric: str) -> float | None:
-    pattern = rules.ACCURACY_PATTERN[metric]
+def _metric(text: str, metric: str, pattern: str = "") -> float | None:
+    """The first match of the official pattern for `metric` (or of `pattern`) in accuracy.txt."""
+    pattern = pattern or rules.ACCURACY_PATTERN[metric]
     for line in text.splitlines():
         m = re.match(pattern, line)
         if m:

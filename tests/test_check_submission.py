@@ -138,6 +138,7 @@ def write_run(root: Path, kind: str, scenario: str, tsv: Path, perf: Path | None
         },
         "backend": {"backend": "diffusers-eager", "device": "cuda", "dtype": "float16"},
         "prompts": {"source": str(tsv)},
+        "mlperf": {"round": "v6.0"},
     }
     (d / "manifest.json").write_text(json.dumps(manifest))
     write_detail(d / "mlperf_log_detail.txt", detail_values(scenario, mode))
@@ -162,7 +163,7 @@ def conforming_tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
     rows = [f"{i}\t{i}\ta synthetic caption number {i}\t512\t512\tf{i}.jpg\thttp://x/{i}" for i in range(5000)]
     tsv.write_text("id\timage_id\tcaption\theight\twidth\tfile_name\tcoco_url\n" + "\n".join(rows) + "\n")
     runs = []
-    for scenario in ("Offline", "Server"):
+    for scenario in ("Offline", "Server", "SingleStream"):  # what a datacenter,edge system submits for SDXL
         perf = write_run(base / "runs", "performance", scenario, tsv)
         runs += [perf, write_run(base / "runs", "accuracy", scenario, tsv)]
         runs += [write_run(base / "runs", test, scenario, tsv, perf) for test in rules.COMPLIANCE_TESTS]
@@ -190,7 +191,7 @@ def _rules(root: Path) -> dict[str, set[str]]:
 
 def test_a_conforming_tree_passes(conforming_tree: Path) -> None:
     failures, results = check_tree(conforming_tree)
-    assert failures == [] and results == 2
+    assert failures == [] and results == 3
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     proc = subprocess.run(
         [sys.executable, "-m", "harness", "check-submission", str(conforming_tree)],
@@ -200,7 +201,7 @@ def test_a_conforming_tree_passes(conforming_tree: Path) -> None:
         cwd=ROOT,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert proc.stdout.strip().splitlines()[-1] == "PASS: 2 result(s) checked against the v6.0 rules; every rule holds"
+    assert proc.stdout.strip().splitlines()[-1] == "PASS: 3 result(s) checked against the v6.0 rules; every rule holds"
     images = conforming_tree / RESULTS / "Offline" / "accuracy" / "images"
     assert (images / "captions.txt").read_text().splitlines()[0] == "1311  a synthetic caption number 1311"
 
@@ -209,6 +210,7 @@ def test_a_conforming_tree_passes(conforming_tree: Path) -> None:
 Edit = Callable[[Path], None]
 OFF = f"{RESULTS}/Offline"
 SRV = f"{RESULTS}/Server"
+SYSTEM_JSON = f"closed/{ORG}/systems/{SYSTEM}.json"
 
 
 def _json_edit(rel: str, **changes: object) -> Edit:
@@ -378,6 +380,12 @@ BROKEN: list[tuple[str, str, Edit]] = [
     ("compliance", f"{OFF}/TEST01/accuracy", _write(f"{OFF}/TEST01/verify_accuracy.txt", "TEST FAIL\n")),
     ("compliance", f"{OFF}/TEST04/performance/run_1", _write(f"{OFF}/TEST04/performance/run_1/extra.txt", "x")),
     ("compliance", f"{OFF}/TEST01/accuracy", _fallback(0.015)),  # CLIP 1.5 % off: more than 1 %
+    # The scenario sets of loader.py check_scenarios, per system type (v6.0): an edge system submits
+    # SingleStream and Offline, and has no Server; SDXL is no datacenter benchmark from v6.0 on.
+    ("scenarios", RESULTS, _json_edit(SYSTEM_JSON, system_type="edge")),  # edge with Server
+    ("scenarios", RESULTS, lambda root: (_remove(f"{RESULTS}/SingleStream")(root), _remove(SRV)(root))),
+    ("scenarios", RESULTS, _json_edit(SYSTEM_JSON, system_type="datacenter")),
+    ("required-files", f"closed/{ORG}/calibration.md", _remove(f"closed/{ORG}/calibration.md")),
 ]
 
 
@@ -423,7 +431,7 @@ def test_the_cli_prints_each_failure_and_exits_1(tree: Path, tmp_path: Path) -> 
         f"FAIL [min-duration] {OFF}/performance/run_1/mlperf_log_detail.txt: "
         "effective_min_duration_ms = 1500; the rules need >= 600000 (600 s)",
         f"FAIL [images] {OFF}/accuracy/images: missing 2476.png (v6.0 ids)",
-        "2 failure(s) in 2 result(s), rules: min-duration (1), images (1)",
+        "2 failure(s) in 3 result(s), rules: min-duration (1), images (1)",
     ]
     data = json.loads((tmp_path / "f.json").read_text())
     assert data["passed"] is False and [f["rule"] for f in data["failures"]] == ["min-duration", "images"]
@@ -439,3 +447,49 @@ def test_no_tree_is_bad_input(tmp_path: Path) -> None:
         proc.stderr.strip()
         == f"error: {str(tmp_path)!r} has no closed/ or open/ folder: give the top of a submission tree"
     )
+
+
+def test_an_edge_system_with_offline_only_misses_singlestream(tree: Path) -> None:
+    """What the template's default system_type and an Offline-only run produce: the official checker
+    says SingleStream is missing."""
+    _json_edit(SYSTEM_JSON, system_type="edge")(tree)
+    _remove(SRV)(tree)
+    _remove(f"{RESULTS}/SingleStream")(tree)
+    (failure,) = check_tree(tree)[0]
+    assert failure.rule == "scenarios"
+    assert failure.reason == "missing SingleStream: a edge system submits SingleStream, Offline"
+
+
+def test_a_datacenter_sdxl_tree_says_sdxl_is_an_edge_benchmark(tree: Path) -> None:
+    _json_edit(SYSTEM_JSON, system_type="datacenter")(tree)
+    (failure,) = check_tree(tree)[0]
+    assert failure.reason.startswith("stable-diffusion-xl is not a datacenter benchmark in v6.0 (it is edge)")
+    assert "wan-2.2-t2v-a14b" in failure.reason
+
+
+def test_a_negative_clip_score_is_reported_with_its_value(tree: Path) -> None:
+    """The official pattern has no minus sign and finds no score; the failure names the value."""
+    _accuracy_txt("-3.25", "23.5")(tree)
+    (failure,) = check_tree(tree)[0]
+    assert failure.rule == "accuracy-window" and failure.reason.startswith("CLIP_SCORE = -3.25 is outside 31.68")
+    assert "no CLIP_SCORE" not in failure.reason
+
+
+def test_a_negative_clip_score_in_the_test01_fallback_is_named(tree: Path) -> None:
+    t01 = tree / OFF / "TEST01"
+    (t01 / "verify_accuracy.txt").write_text("TEST FAIL\n")
+    for name in ("baseline_accuracy.txt", "compliance_accuracy.txt"):
+        (t01 / "accuracy" / name).write_text("Accuracy Results: {'FID_SCORE': '23.5', 'CLIP_SCORE': '-3.1'}\n")
+    (failure,) = check_tree(tree)[0]
+    assert failure.reason == (
+        "TEST01 fallback: CLIP_SCORE that the official pattern cannot read (baseline -3.1, compliance -3.1)"
+    )
+
+
+def test_v61_needs_its_own_seeds_and_no_images(tree: Path) -> None:
+    for images in tree.glob(f"{RESULTS}/*/accuracy/images"):
+        shutil.rmtree(images)  # REQUIRED_ACC_BENCHMARK has no v6.1 entry for SDXL
+    failures, _ = check_tree(tree, "v6.1")
+    assert {f.rule for f in failures} == {"seeds"}  # the synthetic logs carry the v6.0 seeds
+    assert "make the runs with --set mlperf.round=v6.1" in failures[0].reason
+    assert "a user.conf cannot set seeds" in failures[0].reason
