@@ -24,6 +24,7 @@ import numpy as np
 
 from harness.errors import HarnessError
 
+PROGRESS_EVERY_S = 10.0
 METADATA_COLUMNS = [
     "sample_index",
     "prompt",
@@ -94,6 +95,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=4)
     p.add_argument("--count", type=int, default=0, help="only the first N prompts (0 = all)")
     p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument(
+        "--ray-log-level",
+        default=None,
+        metavar="LEVEL",
+        help="Ray's own log lines on stderr: DEBUG, INFO, WARNING or ERROR "
+        "(default: $HARNESS_RAY_LOG_LEVEL, else ERROR)",
+    )
     return p
 
 
@@ -109,10 +117,12 @@ def main(argv: list[str] | None = None) -> int:
 def _generate(args: argparse.Namespace) -> int:
     from harness.config import resolve_config
     from harness.prompts import load_prompts
+    from harness.ray_workers import init_ray, ray_log_level
     from harness.runner import latent_shape, make_backend, model_spec, resolve_model_path
 
     if args.batch_size < 1 or args.workers < 0 or args.count < 0:
         raise HarnessError("--batch-size must be >= 1, --workers and --count >= 0")
+    log_level = ray_log_level(args.ray_log_level)
     cfg = resolve_config(args.model, None, {"run.backend": args.backend, "model.path": args.model_path}, args.sets)
     prompts = load_prompts(args.prompts, cfg.model.negative_prompt)
     out = Path(args.out)
@@ -122,14 +132,7 @@ def _generate(args: argparse.Namespace) -> int:
     options = make_backend(cfg, spec).options  # type: ignore[attr-defined]
     (out / "images").mkdir(parents=True, exist_ok=True)
 
-    import ray
-
-    if not ray.is_initialized():
-        kwargs: dict[str, Any] = {"logging_level": "WARNING", "log_to_driver": False}
-        if args.ray == "local":  # loopback only, as in harness/ray_workers.py
-            ray.init(include_dashboard=False, _node_ip_address="127.0.0.1", **kwargs)
-        else:
-            ray.init(address=args.ray, **kwargs)
+    ray = init_ray(args.ray, log_level)
     gpus = int(ray.cluster_resources().get("GPU", 0))
     on_gpu = gpus > 0 and str(getattr(options, "device", "cpu")).startswith("cuda")
     actors = args.workers or (gpus if on_gpu else 1)
@@ -156,11 +159,11 @@ def _generate(args: argparse.Namespace) -> int:
             "out": str(out.resolve()),
         },
         batch_size=args.batch_size,
-        concurrency=actors,
+        compute=ray.data.ActorPoolStrategy(size=actors),  # `concurrency=` is deprecated since Ray 2.51
         num_gpus=1 if on_gpu else 0,
         num_cpus=1,
     )
-    results = sorted(ds.take_all(), key=lambda r: int(r["sample_index"]))
+    results = sorted(_collect(ds, n), key=lambda r: int(r["sample_index"]))
     wall_s = time.perf_counter() - start
     table = [{c: _plain(r[c]) for c in METADATA_COLUMNS} for r in results]
     with (out / "metadata.csv").open("w", newline="") as f:
@@ -182,6 +185,20 @@ def _generate(args: argparse.Namespace) -> int:
         f"({len(table) / wall_s:.2f} images/s): {out}"
     )
     return 0
+
+
+def _collect(ds: Any, total: int, every_s: float = PROGRESS_EVERY_S) -> list[dict[str, Any]]:
+    """Every row of `ds`, with a plain progress line on stderr every `every_s` seconds (Ray Data's
+    own progress lines are part of the logs kept quiet)."""
+    rows: list[dict[str, Any]] = []
+    start = last = time.perf_counter()
+    for row in ds.iter_rows():
+        rows.append(row)
+        now = time.perf_counter()
+        if now - last >= every_s:
+            last = now
+            print(f"generate: {len(rows)}/{total} images, {now - start:.0f} s", file=sys.stderr, flush=True)
+    return rows
 
 
 def _plain(value: Any) -> Any:

@@ -4,6 +4,9 @@ LoadGen, the batcher and the SUT stay in the driver; each RayWorker is one SUT t
 batch to its actor and waiting for the uint8 images. Set `workers.ray_address`:
 - "auto" or "ray://host:port": join an existing cluster (the project must be installed on its nodes);
 - "local": start a Ray instance in this process, on this machine's CPUs (and GPUs), for testing.
+
+Ray's own logs (its start-up warnings, Ray Data's per-execution INFO lines) stay off the terminal
+unless asked for: `HARNESS_RAY_LOG_LEVEL=INFO` (or DEBUG, WARNING; default ERROR) lets them through.
 """
 
 from __future__ import annotations
@@ -18,6 +21,39 @@ from harness.errors import ConfigError
 from harness.worker_pool import RemoteError, WorkerDied, with_threads
 
 log = logging.getLogger(__name__)
+
+RAY_LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+RAY_LOG_LEVEL_ENV = "HARNESS_RAY_LOG_LEVEL"
+
+
+def ray_log_level(value: str | None = None) -> str:
+    """The level Ray logs at: `value`, else $HARNESS_RAY_LOG_LEVEL, else ERROR (quiet)."""
+    source = "--ray-log-level" if value is not None else RAY_LOG_LEVEL_ENV
+    level = (value if value is not None else os.environ.get(RAY_LOG_LEVEL_ENV, "") or "ERROR").upper()
+    if level not in RAY_LOG_LEVELS:
+        raise ConfigError(f"{source} {level!r} is not a log level; choose one of: {', '.join(RAY_LOG_LEVELS)}")
+    return level
+
+
+def init_ray(address: str, log_level: str) -> Any:
+    """Start or join Ray at `address` ("local", "auto", "ray://host:port") logging at `log_level`."""
+    # Read by Ray Data whenever it (re)configures its logger, which it does at every execution;
+    # its console handler otherwise prints a dozen INFO lines per dataset.
+    os.environ["RAY_DATA_LOG_LEVEL"] = log_level
+    import ray
+
+    if not ray.is_initialized():
+        kwargs: dict[str, Any] = {
+            "logging_level": getattr(logging, log_level),
+            # The actors' own stdout/stderr (our workers log through the driver's summary instead).
+            "log_to_driver": log_level in ("DEBUG", "INFO"),
+        }
+        if address == "local":
+            # Loopback only: a local test instance has no business on the machine's other addresses.
+            ray.init(include_dashboard=False, _node_ip_address="127.0.0.1", **kwargs)
+        else:
+            ray.init(address=address, **kwargs)
+    return ray
 
 
 class _BackendActor:
@@ -95,17 +131,11 @@ def start_ray_workers(
     threads_per_worker: int,
     load_timeout_s: float,
 ) -> list[RayWorker]:
+    level = ray_log_level()
     try:
-        import ray
+        ray = init_ray(address, level)
     except ImportError as exc:
         raise ConfigError("workers.ray_address needs Ray: pip install -e '.[ray]'") from exc
-    if not ray.is_initialized():
-        kwargs: dict[str, Any] = {"logging_level": logging.WARNING, "log_to_driver": False}
-        if address == "local":
-            # Loopback only: a local test instance has no business on the machine's other addresses.
-            ray.init(include_dashboard=False, _node_ip_address="127.0.0.1", **kwargs)
-        else:
-            ray.init(address=address, **kwargs)
     gpus = int(ray.cluster_resources().get("GPU", 0))
     on_gpu = gpus > 0 and str(getattr(options, "device", "cpu")).startswith("cuda")
     if on_gpu:

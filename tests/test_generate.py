@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -17,6 +18,8 @@ from PIL import Image
 pytest.importorskip("ray", reason="Ray is not installed (pip install -e '.[ray]')")
 
 ROOT = Path(__file__).resolve().parent.parent
+# A line of Ray's own Python logging ("<time>\tINFO streaming_executor.py:215 -- ...").
+RAY_LOG_LINE = re.compile(r"\t(DEBUG|INFO|WARNING) \S+\.py:\d+ -- ")
 
 
 def _generate(harness_cache: Path, out: Path, *args: str) -> subprocess.CompletedProcess:
@@ -70,3 +73,20 @@ def test_generate_refuses_a_non_empty_output_folder(harness_cache: Path, tmp_pat
     (tmp_path / "taken" / "x.txt").write_text("keep me")
     run = _generate(harness_cache, tmp_path / "taken", "--backend", "fake")
     assert run.returncode == 2 and "is not empty" in run.stderr
+
+
+def test_generate_keeps_rays_logs_and_deprecation_warnings_off_stderr(harness_cache: Path, tmp_path: Path) -> None:
+    run = _generate(harness_cache, tmp_path / "quiet", "--backend", "fake", "--workers", "1")
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert not RAY_LOG_LINE.findall(run.stderr), run.stderr[-3000:]  # Ray Data logged a dozen INFO lines
+    assert "deprecat" not in run.stderr.lower(), run.stderr[-3000:]  # map_batches(concurrency=) was deprecated
+    assert len(list((tmp_path / "quiet" / "images").glob("*.png"))) == 6
+
+
+def test_generate_refuses_an_unknown_ray_log_level(harness_cache: Path, tmp_path: Path) -> None:
+    run = _generate(harness_cache, tmp_path / "out", "--backend", "fake", "--ray-log-level", "LOUD")
+    assert run.returncode == 2
+    assert run.stderr.strip().splitlines() == [
+        "error: --ray-log-level 'LOUD' is not a log level; choose one of: DEBUG, INFO, WARNING, ERROR"
+    ]
+    assert not (tmp_path / "out").exists()  # refused before any output or Ray start

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
+
+from harness.errors import ConfigError
+from harness.ray_workers import ray_log_level
 
 pytest.importorskip("ray", reason="Ray is not installed (pip install -e '.[ray]')")
 
@@ -20,6 +25,8 @@ QUICK = [
     "--set",
     "workers.count=2",
 ]
+# A line of Ray's own Python logging ("<time>\tWARNING authentication_token_setup.py:85 -- ...").
+RAY_LOG_LINE = re.compile(r"\t(DEBUG|INFO|WARNING) \S+\.py:\d+ -- ")
 
 
 @pytest.mark.parametrize("scenario", ["SingleStream", "Offline", "Server"])
@@ -55,3 +62,21 @@ def test_a_dying_ray_actor_ends_the_run(run_cli) -> None:
     assert run.returncode == 1
     assert "ray-worker-0" in run.stderr and "WorkerDied" in run.stderr
     assert run.summary()["failure"]["worker"] == "ray-worker-0"
+
+
+def test_ray_start_up_logs_stay_off_stderr(run_cli) -> None:
+    run = run_cli("--backend", "fake", "--scenario", "Offline", *QUICK, "--set", "workers.count=1")
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "Ray: 1 actor(s) on CPUs" in run.stderr  # the harness's own line stays
+    assert not RAY_LOG_LINE.findall(run.stderr), run.stderr[-3000:]
+
+
+def test_ray_log_level_comes_from_the_value_then_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("HARNESS_RAY_LOG_LEVEL", raising=False)
+    assert ray_log_level() == "ERROR"
+    monkeypatch.setenv("HARNESS_RAY_LOG_LEVEL", "info")
+    assert ray_log_level() == "INFO"
+    assert ray_log_level("warning") == "WARNING"
+    monkeypatch.setenv("HARNESS_RAY_LOG_LEVEL", "chatty")
+    with pytest.raises(ConfigError, match="HARNESS_RAY_LOG_LEVEL 'CHATTY' is not a log level; choose one of"):
+        ray_log_level()
