@@ -2,8 +2,10 @@
 submission tree from run directories (harness/submission.py has the layout).
 
 Give, per scenario, the performance run, the accuracy run and the TEST01 / TEST04 run directories of
-`python -m harness compliance`. The tree lands in --output (default: submission/); check it with
-`python -m harness check-submission DIR`.
+`python -m harness compliance`. The tree lands in --output (default: submission/, which .gitignore
+lists: a tree built in the checkout must not make later runs record `git.dirty: true`); check it with
+`python -m harness check-submission DIR`. Make the runs for the round (`--set mlperf.round=v6.0`): the
+tree warns about runs made for another round or none, and about runs that are not the benchmark.
 
 Exit codes: 0 built (warnings name what the checker will reject); 2 bad input.
 """
@@ -46,7 +48,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="[system] and [measurements] fields that cannot be read from the machine "
         "(template: configs/submission/system.toml)",
     )
-    p.add_argument("--output", default="submission", metavar="DIR", help="where the tree goes. Default: submission/")
+    p.add_argument(
+        "--output", default="submission", metavar="DIR", help="where the tree goes. Default: submission/ (git-ignored)"
+    )
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging on stderr")
     return p
 

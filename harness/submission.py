@@ -1,7 +1,10 @@
 """An MLPerf Inference submission tree (the v6.0 layout) from harness run directories.
 
     <out>/<division>/<org>/systems/<system>.json
-    <out>/<division>/<org>/src/README.md, src/t2i-harness.json        which revision of this tool made it
+    <out>/<division>/<org>/calibration.md                              what calibration the runs' precision took
+    <out>/<division>/<org>/src/t2i-harness/   the harness's code: `git archive` of the runs' commit, or (runs
+                                              from another or a dirty tree) the working tree, labelled as such
+    <out>/<division>/<org>/src/README.md, src/t2i-harness.json        which revision made each run
     <out>/<division>/<org>/results/<system>/stable-diffusion-xl/<Scenario>/
         README.md  user.conf  measurements.json
         performance/run_1/mlperf_log_summary.txt, mlperf_log_detail.txt
@@ -11,16 +14,21 @@
         TEST01/verify_accuracy.txt, verify_performance.txt, performance/run_1/..., accuracy/...
         TEST04/verify_performance.txt, performance/run_1/...
 
-The round's specifics (seeds, image ids) come from harness/mlperf_rules.py. Problems that make the
-tree unusable (a missing run, an empty required field) are errors; problems the checker will report
-(a development model, a short run) are warnings: a rehearsal tree is still worth building.
+The round's specifics (seeds, image ids, scenario sets) come from harness/mlperf_rules.py. Problems that
+make the tree unusable (a missing run, an empty required field) are errors; problems the checker will
+report, and runs that are not the benchmark (a development model, the fake backend, random weights, a
+short run: each run's summary.json submission_blockers), are warnings: a rehearsal tree is still worth
+building, and says what it is.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import shutil
+import subprocess
+import tarfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -137,16 +145,63 @@ class Builder:
             if r.config.get("model", {}).get("development_only") or not r.config.get("model", {}).get("mlperf_name"):
                 self.warn(f"model {r.model!r} is not the MLPerf {self.benchmark} model: this tree is a rehearsal")
                 break
+        self._check_runs(runs)
+        self._check_scenarios(sorted(grouped), str(system.get("system_type", "")))
 
         (self.root / "systems").mkdir(parents=True, exist_ok=True)
         write_json(self.root / "systems" / f"{self.system}.json", system)
         self._write_src(runs)
+        self._write_calibration(runs)
         for scenario, slot in sorted(grouped.items()):
             self._write_scenario(results / scenario, scenario, slot, user["measurements"])
         return self.root
 
+    # What is packed --------------------------------------------------------------------------------
+    def _check_runs(self, runs: list[Run]) -> None:
+        """Warn, per run, where it is not a run of the benchmark for this round (closed division)."""
+        if self.division != "closed":
+            return
+        for r in runs:
+            made_for = r.manifest.get("mlperf", {}).get("round")
+            if made_for != self.round.name:
+                self.warn(
+                    f"{r.path.name} was made for round {made_for or 'none'} (mlperf.round), not {self.round.name}: "
+                    "its LoadGen seeds are not this round's"
+                )
+            ran = r.manifest.get("ran", {})
+            if ran and not ran.get("runs_model", True):
+                self.warn(
+                    f"{r.path.name}: backend {ran.get('backend')!r} ran no model; a closed tree of it is a rehearsal"
+                )
+            blockers = [b for b in r.summary.get("submission_blockers", []) if "accuracy runs carry" not in b]
+            if blockers:
+                self.warn(f"{r.path.name} is not a closed-division benchmark run: {'; '.join(blockers)}")
+
+    def _check_scenarios(self, scenarios: list[str], system_type: str) -> None:
+        """The scenario set the official checker requires of this system type in this round (closed)."""
+        if self.division != "closed":
+            return
+        need = rules.required_scenarios(self.round, system_type)
+        if need is None:
+            categories = [c for c, names in self.round.benchmarks.items() if self.benchmark in names]
+            self.warn(
+                f"{self.benchmark} is not a {system_type} benchmark in {self.round.name} (it is one of: "
+                f"{', '.join(categories) or 'none'}); the official checker rejects this tree"
+            )
+            return
+        missing, extra = sorted(set(need) - set(scenarios)), sorted(set(scenarios) - set(need))
+        if missing or extra:
+            self.warn(
+                f"a {system_type} system submits {', '.join(need)} for {self.benchmark} in {self.round.name}; "
+                f"this tree has {', '.join(scenarios)}"
+                + (f" (missing {', '.join(missing)})" if missing else "")
+                + (f" (not allowed: {', '.join(extra)})" if extra else "")
+            )
+
     # Parts of the tree ---------------------------------------------------------------------------
     def _write_src(self, runs: list[Run]) -> None:
+        """src/t2i-harness/: the code. The MLPerf rules ask for the code that produced the results; the
+        official checkers only test that src/ exists (measurements_checks.py directory_exist_check)."""
         from harness import __version__
         from harness.manifest import git_revision
 
@@ -156,18 +211,52 @@ class Builder:
         recorded = {str(r.path): r.manifest.get("git", {}) for r in runs}
         commits = sorted({str(g.get("commit")) for g in recorded.values()})
         dirty = any(g.get("dirty") for g in recorded.values())
-        write_json(src / "t2i-harness.json", {"version": __version__, "builder": here, "runs": recorded})
+        code = src / "t2i-harness"
+        exact = len(commits) == 1 and not dirty and _git_archive(commits[0], code)
+        if exact:
+            origin = f"`git archive {commits[0]}`: the commit every run recorded, unmodified."
+        else:
+            _copy_working_tree(code)
+            origin = (
+                f"a copy of the working tree at assembly time (commit {here.get('commit')}"
+                + (", with uncommitted changes" if here.get("dirty") else "")
+                + f"). The runs recorded commit(s) {', '.join(commits)}"
+                + (" with uncommitted changes" if dirty else "")
+                + ": this is not exactly the code that ran."
+            )
+            self.warn(f"src/t2i-harness is not exactly the code of the runs: {origin}")
+        write_json(
+            src / "t2i-harness.json", {"version": __version__, "builder": here, "runs": recorded, "exact": exact}
+        )
         lines = [
             "# Source",
             "",
-            f"The results were produced with t2i-harness {__version__}, git commit(s) {', '.join(commits)}"
-            + (" with uncommitted changes." if dirty else "."),
-            f"This tree was assembled by commit {here.get('commit')}.",
-            "Each run's manifest.json recorded the revision; t2i-harness.json lists them per run directory.",
+            f"`t2i-harness/` holds the code of t2i-harness {__version__} that produced these results: {origin}",
+            "Files whose names start with '.' and the measured results under benchmarks/results/ are left out.",
+            "Each run's manifest.json recorded its revision; t2i-harness.json lists them per run directory.",
         ]
-        if dirty:
-            self.warn("a run was made from a working tree with uncommitted changes (src/README.md says so)")
         (src / "README.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+    def _write_calibration(self, runs: list[Run]) -> None:
+        """calibration.md, which the older official checker requires of closed and network divisions
+        (submission_checker_old.py: "<division>/<submitter>/calibration.md" or documentation/calibration.md)."""
+        precisions = sorted({_what_ran(r).weight_data_types for r in runs if r.kind == "performance"})
+        quantized = [p for p in precisions if p not in ("float32", "float16", "bfloat16", "none", "unknown")]
+        lines = [
+            "# Calibration",
+            "",
+            f"The performance runs ran in: {', '.join(precisions)}.",
+            "t2i-harness performs no post-training quantization and no calibration: the weights run in the",
+            "precision they were loaded in, cast as the backend's dtype option says.",
+        ]
+        if quantized:
+            lines += [
+                "",
+                f"The precision(s) {', '.join(quantized)} need calibration that this tool did not do: describe",
+                "here the calibration data (from the MLPerf calibration set only) and the method used to quantize.",
+            ]
+            self.warn(f"calibration.md: describe how the {', '.join(quantized)} weights were calibrated")
+        (self.root / "calibration.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
 
     def _write_scenario(self, dest: Path, scenario: str, slot: dict[str, Run], measurements: dict[str, Any]) -> None:
         perf, acc = slot["performance"], slot["accuracy"]
@@ -214,6 +303,8 @@ class Builder:
     def _write_images(self, dest: Path, acc: Run, source_log: Path) -> None:
         """<id>.png of the round's ids, and captions.txt (`<id>  <caption>`, as the reference writes it)."""
         ids = list(self.round.image_ids)
+        if not ids:  # the round asks for no images (v6.1)
+            return
         found: dict[int, Path] = {}
         for i in ids:  # the accuracy step may have saved them already
             png = acc.path / "images" / f"{i}.png"
@@ -274,17 +365,22 @@ class Builder:
                     shutil.copyfile(run.path / "accuracy" / name, acc_dest / name)
 
     def _measurements(self, perf: Run, user: dict[str, Any]) -> dict[str, Any]:
-        model = perf.config.get("model", {})
-        backend = perf.manifest.get("backend", {})
-        weights = model.get("hub_id") or model.get("path") or (f"built in code ({model.get('builder')})")
+        """What the performance run ran (its manifest), not what the model config names."""
+        ran = _what_ran(perf)
+        weights = ran.weights
+        hub_id = perf.config.get("model", {}).get("hub_id")
+        if ran.runs_model and hub_id and not weights.startswith(("random", "built in code", "unknown")):
+            weights = f"{hub_id} (loaded from {weights})"
         data = {
             "input_data_types": "text prompts, float32 latents",
             "retraining": "No",
             "starting_weights_filename": weights,
-            "weight_data_types": str(backend.get("dtype", "")),
+            "weight_data_types": ran.weight_data_types,
             "weight_transformations": "No",
-            "backend": perf.config.get("run", {}).get("backend"),
-            "device": backend.get("device"),
+            "backend": ran.backend,
+            "device": perf.manifest.get("backend", {}).get("device"),
+            "resolution": f"{ran.width}x{ran.height}",
+            "steps": ran.steps,
         }
         data.update(user)
         empty = [k for k in rules.MEASUREMENTS_REQUIRED_FIELDS if data.get(k) in ("", None)]
@@ -316,6 +412,59 @@ class Builder:
         config = (perf.path / "config.toml").read_text(encoding="utf-8")
         lines += ["", "## The performance run's resolved configuration", "", "```toml", config.rstrip(), "```", ""]
         return "\n".join(lines)
+
+
+def _what_ran(run: Run) -> Any:
+    """The run's manifest["ran"]; for runs recorded before it existed, worked out from config and manifest."""
+    from harness.manifest import WhatRan, what_ran
+
+    recorded = run.manifest.get("ran")
+    if recorded:
+        return WhatRan(**recorded)
+    config = {
+        "run": run.config.get("run", {}),
+        "model": {"height": 0, "width": 0, "steps": 0, **run.config.get("model", {})},
+    }
+    return what_ran(config, run.manifest.get("backend", {}), str(run.manifest.get("model", {}).get("path") or ""))
+
+
+def _code_file(rel: str) -> bool:
+    """A file of the code to ship: no dot-names or spaces (the older checker rejects both), no results."""
+    parts = rel.split("/")
+    return not any(p.startswith(".") or " " in p for p in parts) and not rel.startswith("benchmarks/results/")
+
+
+def _git_archive(commit: str, dest: Path) -> bool:
+    """`git archive` of `commit` into `dest`; False where this checkout does not have that commit."""
+    from harness.config import PROJECT_ROOT
+
+    try:
+        tar = subprocess.run(
+            ["git", "archive", "--format=tar", commit], cwd=PROJECT_ROOT, capture_output=True, timeout=120, check=True
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return False
+    with tarfile.open(fileobj=io.BytesIO(tar)) as archive:
+        members = [m for m in archive.getmembers() if m.isfile() and _code_file(m.name)]
+        archive.extractall(dest, members=members, filter="data")
+    return True
+
+
+def _copy_working_tree(dest: Path) -> None:
+    """The files git tracks, as they are in the working tree now."""
+    from harness.config import PROJECT_ROOT
+
+    try:
+        listed = subprocess.run(
+            ["git", "ls-files", "-z"], cwd=PROJECT_ROOT, capture_output=True, timeout=60, check=True
+        ).stdout.decode()
+    except (OSError, subprocess.SubprocessError) as exc:
+        raise ConfigError(f"cannot list the harness's files with git to copy them into src/ ({exc})") from exc
+    for rel in filter(None, listed.split("\0")):
+        source = PROJECT_ROOT / rel
+        if _code_file(rel) and source.is_file():
+            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(source, dest / rel)
 
 
 def _copy_logs(src: Path, dest: Path) -> None:
@@ -360,9 +509,6 @@ _CONF_KEYS: dict[str, tuple[str, str, float]] = {
     "max_duration_ms": ("max_duration", "", 1),
     "min_query_count": ("min_query_count", "", 1),
     "max_query_count": ("max_query_count", "", 1),
-    "qsl_rng_seed": ("qsl_rng_seed", "", 1),
-    "sample_index_rng_seed": ("sample_index_rng_seed", "", 1),
-    "schedule_rng_seed": ("schedule_rng_seed", "", 1),
     "performance_sample_count_override": ("performance_sample_count_override", "", 1),
     "offline_expected_qps": ("target_qps", "Offline", 1),
     "server_target_qps": ("target_qps", "Server", 1),
@@ -384,6 +530,14 @@ def user_conf(perf: Run, benchmark: str) -> str:
     cfg = perf.config
     scenario = perf.scenario
     lines = [f"# LoadGen settings of the performance run {perf.path.name}, beyond mlperf.conf."]
+    # No seed lines: LoadGen reads seeds only from its built-in mlperf.conf (FromConfig, conf_type 0);
+    # the harness set the round's seeds itself (mlperf.round), and the detail log records them.
+    made_for = perf.manifest.get("mlperf", {}).get("round")
+    lines.append(
+        f"# Seeds: those of round {made_for}, set by t2i-harness (--set mlperf.round={made_for})."
+        if made_for
+        else "# Seeds: LoadGen's built-in mlperf.conf (the run named no round)."
+    )
     given = str(cfg.get("user_conf") or "")
     if given and Path(given).is_file():
         lines += [f"# from {given}:", Path(given).read_text(encoding="utf-8").rstrip()]

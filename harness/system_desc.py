@@ -60,9 +60,7 @@ def capture_machine(manifest: dict[str, Any]) -> dict[str, Any]:
         "accelerator_model_name": ", ".join(sorted(set(gpus))) if gpus else "N/A",
         "accelerator_memory_capacity": _accelerator_memory() if gpus else "N/A",
     }
-    framework = [f"PyTorch {libs['torch']}"] if "torch" in libs else []
-    framework += [f"{name} {libs[name]}" for name in ("diffusers", "onnxruntime", "tensorrt") if name in libs]
-    out["framework"] = ", ".join(framework)
+    out["framework"] = framework_of(manifest)
     stack = [f"Python {host.get('python') or platform.python_version()}"]
     if host.get("cuda"):
         stack.append(f"CUDA {host['cuda']}")
@@ -71,6 +69,29 @@ def capture_machine(manifest: dict[str, Any]) -> dict[str, Any]:
     stack.append(f"t2i-harness {manifest.get('harness_version', '?')} ({str(git.get('commit', 'unknown'))[:12]})")
     out["other_software_stack"] = ", ".join(stack)
     return out
+
+
+# The libraries each backend runs the model with: the system description names what ran, not what
+# happens to be installed.
+BACKEND_FRAMEWORKS: dict[str, tuple[str, ...]] = {
+    "diffusers-eager": ("torch", "diffusers"),
+    "torch-compile": ("torch", "diffusers"),
+    "onnxruntime": ("onnxruntime",),
+    "tensorrt": ("tensorrt",),
+}
+_LIBRARY_NAMES = {"torch": "PyTorch", "diffusers": "diffusers", "onnxruntime": "ONNX Runtime", "tensorrt": "TensorRT"}
+
+
+def framework_of(manifest: dict[str, Any]) -> str:
+    """The framework field: the libraries of the backend the run used, with their versions."""
+    libs = manifest.get("libraries", {})
+    backend = str(manifest.get("ran", {}).get("backend") or manifest.get("backend", {}).get("backend") or "")
+    if backend == "fake":
+        return "none: the fake backend ran no model (t2i-harness plumbing test)"
+    names = BACKEND_FRAMEWORKS.get(backend)
+    if names is None:
+        return f"t2i-harness backend {backend!r}" if backend else ""
+    return ", ".join(f"{_LIBRARY_NAMES[n]} {libs[n]}" if n in libs else _LIBRARY_NAMES[n] for n in names)
 
 
 def _accelerator_memory() -> str:

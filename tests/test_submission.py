@@ -18,8 +18,8 @@ from harness.submission import truncate_accuracy_log
 from tests.conftest import ROOT
 
 V60 = rules.ROUNDS["v6.0"]
-# Development overrides: a short Offline run of 40 samples; the v6.0 seeds, so only duration and
-# counts depart from the rules.
+# Development overrides: a short Offline run of 40 samples, made for round v6.0 (its seeds, with no seed
+# flags), so only duration and counts depart from the rules.
 DEV = [
     "--backend",
     "fake",
@@ -33,7 +33,8 @@ DEV = [
     "loadgen.offline_expected_qps=100",
     "--set",
     "accuracy.score=false",
-    *[x for key, seed in zip(rules.SEED_KEYS, V60.seeds, strict=True) for x in ("--set", f"loadgen.{key}={seed}")],
+    "--set",
+    "mlperf.round=v6.0",
 ]
 # What the checker needs and systems/<system>.json cannot read from the machine.
 SYSTEM_INFO = """
@@ -130,6 +131,8 @@ def test_the_tiny_models_tree_fails_exactly_the_development_overrides(
     user_conf = (res / "user.conf").read_text()
     assert "stable-diffusion-xl.Offline.min_duration = 300" in user_conf
     assert "stable-diffusion-xl.Offline.target_qps = 100" in user_conf
+    # LoadGen ignores seed lines in a user.conf: none is written; the file says where the seeds came from.
+    assert "rng_seed" not in user_conf and "# Seeds: those of round v6.0, set by t2i-harness" in user_conf
     system = json.loads((org / "systems" / "cpu_dev.json").read_text())
     assert system["submitter"] == "DevOrg" and system["cooling"] == "air" and system["host_processor_model_name"]
     # Sample 52 is among the 64 prompts of the tiny model's pack; the other nine ids are not.
@@ -152,6 +155,8 @@ def test_the_tiny_models_tree_fails_exactly_the_development_overrides(
         ("accuracy-sample-count", f"{rel}/accuracy/mlperf_log_detail.txt"),  # 64 prompts, not 5000
         ("accuracy-window", f"{rel}/accuracy/accuracy.txt"),  # no CLIP/FID for the tiny model
         ("images", f"{rel}/accuracy/images"),  # ids 1311, ... are not among 64 prompts
+        # an edge system (the template's default) submits SingleStream too
+        ("scenarios", "closed/DevOrg/results/cpu_dev/stable-diffusion-xl"),
     }
     assert _failures(check.stdout) == expected, check.stdout
     detail = f"{rel}/performance/run_1/mlperf_log_detail.txt"
@@ -224,3 +229,51 @@ def test_truncation_keeps_head_and_tail(tmp_path: Path) -> None:
     small.write_bytes(b"[\n]\n")
     assert not truncate_accuracy_log(small, tmp_path / "small_out.json")
     assert (tmp_path / "small_out.json").read_bytes() == b"[\n]\n"
+
+
+def test_the_tree_says_what_ran_and_warns_about_it(
+    harness_cache: Path, dev_runs: dict[str, Path], tmp_path: Path
+) -> None:
+    """The fake backend loaded no weights and ran no model: measurements.json and the system file say so
+    (not the SDXL weights, not uint8, not the installed frameworks), and a closed tree of it warns."""
+    out = tmp_path / "submission"
+    proc = _submit(harness_cache, dev_runs, out, "--system-info", str(dev_runs["info"]))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    org = out / "closed" / "DevOrg"
+    res = org / "results" / "cpu_dev" / "stable-diffusion-xl" / "Offline"
+    measurements = json.loads((res / "measurements.json").read_text())
+    assert measurements["starting_weights_filename"].startswith("none: the fake backend loads no weights")
+    assert measurements["weight_data_types"] == "none" and measurements["backend"] == "fake"
+    assert measurements["resolution"] == "64x64"
+    system = json.loads((org / "systems" / "cpu_dev.json").read_text())
+    assert system["framework"].startswith("none: the fake backend ran no model")
+    warnings = proc.stderr
+    assert "backend 'fake' ran no model; a closed tree of it is a rehearsal" in warnings
+    assert "is not a closed-division benchmark run: model 'tiny' is a development model" in warnings
+    assert "a edge system submits SingleStream, Offline for stable-diffusion-xl in v6.0" in warnings
+    # calibration.md (the older checker requires it) and the code itself in src/.
+    assert "performs no post-training quantization" in (org / "calibration.md").read_text()
+    code = org / "src" / "t2i-harness"
+    assert (code / "harness" / "submission.py").is_file() and (code / "pyproject.toml").is_file()
+    assert not [p for p in code.rglob("*") if p.name.startswith(".") or p.name == "__pycache__"]
+    assert (org / "src" / "README.md").read_text().startswith("# Source")
+
+
+def test_sdxl_with_the_fake_backend_runs_for_a_round(harness_cache: Path, tmp_path: Path) -> None:
+    """`--model sdxl --backend fake` is not refused for sdxl.toml's backend.device; a run made for v6.0
+    gets the v6.0 seeds with no seed flag and records the round, what ran and why it is no benchmark run."""
+    args = ["--model", "sdxl", "--backend", "fake", "--scenario", "Offline", "--output-dir", str(tmp_path / "runs")]
+    sets = ["dataset.count=4", "loadgen.min_duration_ms=100", "loadgen.min_query_count=4"]
+    sets += ["loadgen.offline_expected_qps=100", "model.height=64", "model.width=64", "mlperf.round=v6.0"]
+    proc = _harness(harness_cache, tmp_path, *args, "--no-progress", *[x for s in sets for x in ("--set", s)])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (run,) = (tmp_path / "runs").iterdir()
+    manifest = json.loads((run / "manifest.json").read_text())
+    assert manifest["mlperf"]["round"] == "v6.0" and manifest["ran"]["runs_model"] is False
+    detail = (run / "mlperf_log_detail.txt").read_text()
+    for key, seed in zip(rules.SEED_KEYS, V60.seeds, strict=True):
+        assert f'"key": "effective_{key}", "value": {seed},' in detail
+    blockers = json.loads((run / "summary.json").read_text())["submission_blockers"]
+    assert any(b.startswith("backend 'fake' runs no model") for b in blockers)
+    assert any(b.startswith("model.height = 64") for b in blockers)
+    assert not any("round" in b for b in blockers)
