@@ -277,3 +277,14 @@ def test_sdxl_with_the_fake_backend_runs_for_a_round(harness_cache: Path, tmp_pa
     assert any(b.startswith("backend 'fake' runs no model") for b in blockers)
     assert any(b.startswith("model.height = 64") for b in blockers)
     assert not any("round" in b for b in blockers)
+
+
+def test_the_default_output_is_ignored_by_git() -> None:
+    """A tree built with the default --output inside the checkout must not make every later run record
+    `git.dirty: true` (issue 22, point 7)."""
+    from harness.cmd_submission import build_parser
+
+    default = build_parser().get_default("output")
+    probe = f"{default}/closed/Org/systems/sys.json"
+    proc = subprocess.run(["git", "check-ignore", "-q", probe], cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 0, f"{default}/ is not git-ignored: {proc.stderr}"
