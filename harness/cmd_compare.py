@@ -26,6 +26,8 @@ from typing import Any
 from backends.registry import BACKENDS
 from harness.compare import build_report, make_row, markdown, read_run, run_parity, write_chart
 from harness.config import PROJECT_ROOT, SCENARIOS, available_models
+from harness.console import Heartbeat
+from harness.loadgen_log import Verdict
 from harness.run_dir import write_json
 
 log = logging.getLogger("harness.compare")
@@ -247,7 +249,8 @@ def _run(out: Path, backend: str, mode: str, args: list[str], timeout_s: float) 
         with log_path.open("w", encoding="utf-8") as f:
             f.write(" ".join(cmd) + "\n\n")
             f.flush()
-            proc = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, env=env, timeout=timeout_s, check=False)
+            with Heartbeat(f"compare: {backend} {mode}"):  # without a terminal, a line every few seconds
+                proc = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, env=env, timeout=timeout_s, check=False)
         code = proc.returncode
     except subprocess.TimeoutExpired:
         code = 124
@@ -261,12 +264,13 @@ def _run(out: Path, backend: str, mode: str, args: list[str], timeout_s: float) 
             error = f"timed out after {timeout_s:.0f} s"
     summary = read_run(run_dir)["summary"]
     sps = summary.get("samples_per_second")
+    verdict = Verdict.from_summary(summary)
     log.info(
         "compare: %s %s %s in %.1f s%s",
         backend,
         mode,
         "done" if code == 0 else f"FAILED ({error})",
         time.perf_counter() - start,
-        f": {sps:.3f} samples/s" if (mode == "performance" and sps) else "",
+        f": {sps:.3f} samples/s, LoadGen {verdict.label()}" if (mode == "performance" and sps) else "",
     )
     return run_dir, code, error

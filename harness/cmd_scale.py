@@ -20,6 +20,9 @@ from pathlib import Path
 from typing import Any
 
 from harness.config import SCENARIOS
+from harness.console import Heartbeat
+from harness.loadgen_log import Verdict
+from harness.rerun import rerun_sets
 from harness.run_dir import write_json
 
 COLUMNS = [
@@ -31,6 +34,8 @@ COLUMNS = [
     "latency_p50_ms",
     "latency_p99_ms",
     "result_valid",
+    "loadgen_validity",
+    "invalid_reason",
     "status",
     "run_dir",
 ]
@@ -78,12 +83,18 @@ def _run_point(
     for item in [*extra_sets, *args.sets]:  # the user's --set comes last, so it wins
         cmd += ["--set", item]
     before = set(runs_dir.iterdir()) if runs_dir.exists() else set()
-    proc = subprocess.run(cmd, capture_output=True, text=True)
+    with Heartbeat(f"{scenario} workers={n}"):  # without a terminal, a line every few seconds
+        proc = subprocess.run(cmd, capture_output=True, text=True)
     new = sorted(set(runs_dir.iterdir()) - before) if runs_dir.exists() else []
     if proc.returncode == 2 or not new:
         raise SystemExit(f"error: the {scenario} run with {n} worker(s) did not start:\n{proc.stderr.strip()[-2000:]}")
     summary = json.loads((new[-1] / "summary.json").read_text())
-    print(f"{scenario} workers={n}: {summary['samples_per_second']} samples/s ({summary['status']})", flush=True)
+    verdict = Verdict.from_summary(summary)
+    status = "finished" if verdict.validity == "INVALID" else summary["status"]  # never "ok" for an INVALID point
+    print(
+        f"{scenario} workers={n}: {summary['samples_per_second']} samples/s ({status}, LoadGen {verdict.label()})",
+        flush=True,
+    )
     return summary
 
 
@@ -103,7 +114,13 @@ def main(argv: list[str] | None = None) -> int:
     for scenario in args.scenario:
         base: float | None = None
         for n in args.workers:
-            s = _run_point(args, scenario, n, out / "runs", _expected_qps(scenario, n, base))
+            sets = _expected_qps(scenario, n, base)
+            s = _run_point(args, scenario, n, out / "runs", sets)
+            again = [x for x in rerun_sets(scenario, s) if x.split("=")[0] not in {u.split("=")[0] for u in args.sets}]
+            if again:  # LoadGen said what it lacked: one more run with the figures the INVALID one measured
+                print(f"{scenario} workers={n}: running it again with {', '.join(again)}", flush=True)
+                s = _run_point(args, scenario, n, out / "runs", [*sets, *again])
+            verdict = Verdict.from_summary(s)
             sps = s["samples_per_second"]
             if n == args.workers[0] and sps:
                 base = sps / n  # per-worker throughput of the first (smallest) count
@@ -121,6 +138,8 @@ def main(argv: list[str] | None = None) -> int:
                     "latency_p50_ms": s["latency_ms"].get("p50"),
                     "latency_p99_ms": s["latency_ms"].get("p99"),
                     "result_valid": s["result_valid"],
+                    "loadgen_validity": verdict.validity,
+                    "invalid_reason": verdict.reason or None,
                     "status": s["status"],
                     "run_dir": s["run_dir"],
                 }
@@ -138,9 +157,10 @@ def main(argv: list[str] | None = None) -> int:
 
     md, html = write_report([out], out)
     for r in rows:
+        mark = "" if r["loadgen_validity"] == "VALID" else f"  [LoadGen {r['loadgen_validity']}: {r['invalid_reason']}]"
         print(
             f"{r['scenario']:>12} workers={r['workers']}: {r['samples_per_second']} samples/s, "
-            f"speedup {r['speedup']}, efficiency {r['efficiency']}"
+            f"speedup {r['speedup']}, efficiency {r['efficiency']}{mark}"
         )
     print(f"report: {md}, {html}")
     print(f"scale results: {out}")
@@ -156,10 +176,14 @@ def _plot(rows: list[dict[str, Any]], path: Path) -> None:
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
     for scenario in sorted({r["scenario"] for r in rows}):
         pts = [r for r in rows if r["scenario"] == scenario and r["samples_per_second"]]
-        ax1.plot([r["workers"] for r in pts], [r["samples_per_second"] for r in pts], marker="o", label=scenario)
+        (line,) = ax1.plot(
+            [r["workers"] for r in pts], [r["samples_per_second"] for r in pts], marker="o", label=scenario
+        )
+        _hollow_invalid(ax1, pts, "samples_per_second", line.get_color())
         eff = [r for r in pts if r["efficiency"] is not None]
         if eff:
-            ax2.plot([r["workers"] for r in eff], [r["efficiency"] for r in eff], marker="o", label=scenario)
+            (line,) = ax2.plot([r["workers"] for r in eff], [r["efficiency"] for r in eff], marker="o", label=scenario)
+            _hollow_invalid(ax2, eff, "efficiency", line.get_color())
     ax1.set(xlabel="workers", ylabel="samples/s", title="throughput")
     ax2.set(xlabel="workers", ylabel="efficiency", title="scaling efficiency", ylim=(0, 1.2))
     for ax in (ax1, ax2):
@@ -168,3 +192,19 @@ def _plot(rows: list[dict[str, Any]], path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+def _hollow_invalid(ax: Any, pts: list[dict[str, Any]], key: str, color: str) -> None:
+    """LoadGen INVALID points drawn as large hollow markers over the line, named in the legend."""
+    bad = [r for r in pts if r.get("loadgen_validity") != "VALID"]
+    if bad:
+        ax.plot(
+            [r["workers"] for r in bad],
+            [r[key] for r in bad],
+            marker="o",
+            markersize=12,
+            markerfacecolor="white",
+            markeredgecolor=color,
+            linestyle="none",
+            label="LoadGen INVALID (hollow)",
+        )

@@ -15,8 +15,14 @@ largest resident set of the run's processes (itself, or its worker processes).
 Offline at batch 1, 2, 4, ... up to --max-batch until throughput gains less than --ramp-min-gain (3%)
 over the best so far, or a run runs out of memory (status "oom"; the sweep goes on), and marks the
 best batch size. Offline runs already made for --batch-sizes are reused. Each Offline run after the
-first of a resolution and steps gets loadgen.offline_expected_qps = the best throughput so far (a
---set of your own wins), so LoadGen issues about min_duration's worth of samples.
+first of a resolution and steps gets loadgen.offline_expected_qps = 1.5 x the best throughput so far (a
+--set of your own wins), so LoadGen issues at least min_duration's worth of samples.
+
+Validity: every row carries LoadGen's verdict (loadgen_validity) and its reason (invalid_reason, early
+stopping's included). A performance run LoadGen calls INVALID for a cause the run's own figures cure (too
+short for its measured rate, too few queries for early stopping) runs once more with them (a
+--set of your own wins); a point still INVALID says so in the terminal, the table and the report.
+Without a terminal, a plain "still running" line every few seconds shows that a point is under way.
 
 --batch-sizes 1,fit: "fit" is the largest batch that fits in memory, found per resolution and steps
 by `python -m harness fit` (one process, the model loaded once, batch 1, 2, 4, ... up to --max-batch
@@ -55,9 +61,12 @@ from harness.batch_fit import OUT_OF_MEMORY as OOM
 from harness.batch_ramp import run_ramp
 from harness.cmd_fit import FIXED_SHAPE_BACKENDS
 from harness.config import resolve_config
+from harness.console import Heartbeat
 from harness.cost import acceptance
 from harness.errors import ConfigError, HarnessError
+from harness.loadgen_log import Verdict
 from harness.loadgen_settings import build_test_settings
+from harness.rerun import rerun_sets
 from harness.run_dir import write_json
 from harness.runner import headline_memory_mib, latent_shape
 from harness.sweep_plan import SweepPlan, load_plan, override
@@ -79,6 +88,8 @@ ROW_COLUMNS = [
     "cost_per_accepted_image_usd",
     "first_image_cold_s",
     "first_image_warm_s",
+    "loadgen_validity",
+    "invalid_reason",
     "status",
     "error",
     "run_dir",
@@ -90,12 +101,28 @@ QUALITY_COLUMNS = [
     "fid_score",
     "lpips_diversity",
     "accepted_share",
+    "standin",
     "status",
     "error",
     "run_dir",
 ]
 FIT_STEP_DOWNS = 2  # how often a sweep steps down from a fitted batch that ran out of memory in a full run
-RAMP_COLUMNS = ["resolution", "steps", "batch_size", "images_per_second", "peak_memory_mib", "status", "error", "best"]
+RAMP_COLUMNS = [
+    "resolution",
+    "steps",
+    "batch_size",
+    "images_per_second",
+    "peak_memory_mib",
+    "loadgen_validity",
+    "invalid_reason",
+    "status",
+    "error",
+    "best",
+]
+# An Offline point's expected rate is the best rate measured so far at its resolution and steps times this:
+# a larger batch usually runs faster, and a guess too high only lengthens the run, while one too low ends it
+# before LoadGen's minimum duration (INVALID).
+EXPECTED_QPS_HEADROOM = 1.5
 FIT_COLUMNS = [
     "resolution",
     "steps",
@@ -232,8 +259,33 @@ class Sweep:
         return self.done[key]
 
     def _run_child(self, resolution: int, steps: int, batch_size: int, scenario: str, mode: str) -> dict[str, Any]:
-        a = self.args
         label = f"r{resolution}-s{steps}-b{batch_size}-{scenario}-{mode}"
+        sets = point_sets(resolution, steps, batch_size)
+        best = self.best_ips.get((resolution, steps))
+        if scenario == "Offline" and mode == "performance" and best:
+            # LoadGen issues 1.1 x expected rate x min duration samples: from the best rate so far, with headroom
+            sets.append(f"loadgen.offline_expected_qps={best * EXPECTED_QPS_HEADROOM:.4f}")
+        sets += self.args.sets  # the user's --set comes after the point's, so it wins
+        if scenario == "Offline" and mode == "performance":
+            sets += self._full_batches(sets, batch_size)
+        result = self._launch(label, scenario, mode, sets)
+        again = rerun_sets(scenario, result["summary"]) if mode == "performance" else []
+        again = [s for s in again if s.split("=")[0] not in {u.split("=")[0] for u in self.args.sets}]
+        if again:  # LoadGen said what it lacked (a longer run, more queries): one more run with the measured figures
+            print(f"{label}: {_verdict_text(result)}; running it again with {', '.join(again)}", flush=True)
+            result = self._launch(label, scenario, mode, [*sets, *again])
+        if scenario == "Offline" and mode == "performance" and result["status"] == "ok":
+            ips = result["summary"].get("samples_per_second") or 0.0
+            self.best_ips[(resolution, steps)] = max(ips, best or 0.0)
+        shown = result["error"] or f"{_fmt(_images_per_second(result['summary']))} images/s"
+        verdict = f", {_verdict_text(result)}" if mode == "performance" and result["status"] == "ok" else ""
+        status = "finished" if verdict and "INVALID" in verdict else result["status"]  # never "ok" for INVALID
+        print(f"{label}: {status}{verdict}, {shown}", flush=True)
+        return result
+
+    def _launch(self, label: str, scenario: str, mode: str, sets: list[str]) -> dict[str, Any]:
+        """One child `python -m harness` run; a plain line every few seconds while it runs (see Heartbeat)."""
+        a = self.args
         runs_dir = self.out / "runs" / label
         cmd = [sys.executable, "-m", "harness", "--model", a.model, "--scenario", scenario, "--mode", mode]
         cmd += ["--no-progress", "--output-dir", str(runs_dir)]
@@ -241,25 +293,14 @@ class Sweep:
             cmd += ["--backend", a.backend]
         if a.config:
             cmd += ["--config", a.config]
-        sets = point_sets(resolution, steps, batch_size)
-        best = self.best_ips.get((resolution, steps))
-        if scenario == "Offline" and mode == "performance" and best:
-            sets.append(f"loadgen.offline_expected_qps={best:.4f}")
-        sets += a.sets  # the user's --set comes after the point's, so it wins
-        if scenario == "Offline" and mode == "performance":
-            sets += self._full_batches(sets, batch_size)
         for item in sets:
             cmd += ["--set", item]
-        proc = subprocess.run(cmd, capture_output=True, text=True)
-        dirs = sorted(runs_dir.iterdir()) if runs_dir.exists() else []
+        before = set(runs_dir.iterdir()) if runs_dir.exists() else set()
+        with Heartbeat(label):
+            proc = subprocess.run(cmd, capture_output=True, text=True)
+        dirs = sorted(set(runs_dir.iterdir()) - before) if runs_dir.exists() else []
         summary_path = dirs[-1] / "summary.json" if dirs else None
-        result = _result(proc, summary_path)
-        if scenario == "Offline" and mode == "performance" and result["status"] == "ok":
-            ips = result["summary"].get("samples_per_second") or 0.0
-            self.best_ips[(resolution, steps)] = max(ips, best or 0.0)
-        shown = result["error"] or f"{_fmt(_images_per_second(result['summary']))} images/s"
-        print(f"{label}: {result['status']}, {shown}", flush=True)
-        return result
+        return _result(proc, summary_path)
 
     def _full_batches(self, sets: list[str], batch_size: int) -> list[str]:
         """The setting that makes an Offline run issue at least two full batches, where it would issue fewer."""
@@ -355,6 +396,10 @@ def _result(proc: subprocess.CompletedProcess[str], summary_path: Path | None) -
     return {"status": status, "error": _stderr_error(proc), "summary": None, "run_dir": run_dir}
 
 
+def _verdict_text(result: dict[str, Any]) -> str:
+    return f"LoadGen {Verdict.from_summary(result['summary']).label()}"
+
+
 def _stderr_error(proc: subprocess.CompletedProcess[str]) -> str:
     """A child's reason for failing: its last `error:` line, else its last line, else its exit code."""
     lines = [ln for ln in proc.stderr.strip().splitlines() if ln.strip()]
@@ -378,6 +423,7 @@ def row(resolution: int, steps: int, batch_size: int, scenario: str, result: dic
     mean = lat.get("mean")
     cost = (s or {}).get("cost") or {}
     first = (s or {}).get("time_to_first_image_s") or {}
+    verdict = Verdict.from_summary(result["summary"])  # every figure carries LoadGen's verdict and its reason
     return {
         "resolution": resolution,
         "steps": steps,
@@ -395,6 +441,8 @@ def row(resolution: int, steps: int, batch_size: int, scenario: str, result: dic
         "cost_per_accepted_image_usd": None,  # filled from the point's quality run (its per-image CLIP)
         "first_image_cold_s": first.get("cold"),
         "first_image_warm_s": first.get("warm"),
+        "loadgen_validity": verdict.validity,
+        "invalid_reason": verdict.reason or None,
         "status": result["status"],
         "error": result["error"],
         "run_dir": result["run_dir"],
@@ -420,6 +468,7 @@ def _quality(sweep: Sweep, resolution: int, steps: int) -> tuple[dict[str, Any],
         "fid_score": accuracy.get("FID_SCORE"),
         "lpips_diversity": lpips.get("mean"),  # with quality.diversity_seeds > 0
         "accepted_share": accepted.get("accepted_share"),  # with a nonzero cost.accept_clip_min
+        "standin": accuracy.get("standin"),  # scored with stand-in scorer files: meaningless absolute numbers
         "status": status,
         "error": result["error"],
         "run_dir": result["run_dir"],
@@ -481,9 +530,12 @@ def run_sweep(args: argparse.Namespace, plan: SweepPlan, out: Path) -> dict[str,
                 def measure(b: int, r: int = r, n: int = n) -> dict[str, Any]:
                     res = sweep.run(r, n, b, "Offline")
                     ok = res["status"] == "ok"
+                    verdict = Verdict.from_summary(res["summary"])
                     return {
                         "images_per_second": _images_per_second(res["summary"]) if ok else None,
                         "peak_memory_mib": peak_memory_mib(res["summary"]),
+                        "loadgen_validity": verdict.validity,
+                        "invalid_reason": verdict.reason or None,
                         "status": res["status"],
                         "error": res["error"],
                     }
@@ -500,15 +552,27 @@ def _fmt(value: Any, digits: int = 3) -> str:
 
 
 def table_lines(result: dict[str, Any]) -> list[str]:
-    head = "resolution | steps | scenario     | batch | seconds per image | images per second | peak memory MiB | CLIP"
+    head = (
+        "resolution | steps | scenario     | batch | seconds per image | images per second | peak memory MiB | "
+        "CLIP  | LoadGen"
+    )
     lines = [head, "-" * len(head)]
     for r in result["rows"]:
         status = "" if r["status"] == "ok" else f"  [{r['status']}: {r['error']}]"
+        validity = r.get("loadgen_validity") or "-"
+        if validity == "INVALID":
+            validity += f" ({r.get('invalid_reason')})"
         lines.append(
             f"{r['resolution']:>10} | {r['steps']:>5} | {r['scenario']:<12} | {r['batch_size']:>5} | "
             f"{_fmt(r['seconds_per_image'], 4):>17} | {_fmt(r['images_per_second']):>17} | "
-            f"{_fmt(r['peak_memory_mib'], 0):>15} | {_fmt(r['clip_score'], 2)}{status}"
+            f"{_fmt(r['peak_memory_mib'], 0):>15} | {_fmt(r['clip_score'], 2):<5} | {validity}{status}"
         )
+    invalid = [r for r in result["rows"] if r.get("loadgen_validity") == "INVALID"]
+    if invalid:
+        lines += [
+            "",
+            f"{len(invalid)} of {len(result['rows'])} points are LoadGen INVALID: their figures are not results",
+        ]
     if result["ramp"]:
         lines += ["", "batch ramp (Offline): resolution | steps | batch | images per second | peak memory MiB"]
         for p in result["ramp"]:
@@ -535,6 +599,7 @@ def table_lines(result: dict[str, Any]) -> list[str]:
         for q in result["quality"]:
             lines.append(
                 f"{q['resolution']:>10} | {q['steps']:>5} | {_fmt(q['clip_score'], 3)} | {_fmt(q['fid_score'], 2)}"
+                + ("  (STAND-IN scorers: not real CLIP / FID)" if q.get("standin") else "")
             )
     return lines
 

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from harness.console import fmt
+from harness.loadgen_log import Verdict
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -143,6 +144,8 @@ def make_row(
         "samples_per_second": summary.get("samples_per_second"),
         "latency_ms": {k: latency.get(k) for k in ("p50", "p90", "p99")},
         "loadgen_result": (summary.get("loadgen") or {}).get("result_validity"),
+        # LoadGen's reason for an INVALID result (early stopping's included)
+        "invalid_reason": (Verdict.from_summary(summary).reason or None) if summary else None,
         "batch_sizes": summary.get("batch_sizes"),
         "setup_s": setup_seconds(described),
         "onnx_export_cached": onnx.get("cache_hit"),
@@ -203,6 +206,11 @@ def _setup_text(row: dict[str, Any]) -> str:
     return ", ".join(parts)
 
 
+def _validity_text(row: dict[str, Any]) -> str:
+    validity = row.get("loadgen_result")
+    return "**INVALID**" if validity == "INVALID" else fmt(validity)
+
+
 def _parity_text(row: dict[str, Any], reference: str) -> str:
     if row["backend"] == reference:
         return "reference"
@@ -237,7 +245,7 @@ def markdown(report: dict[str, Any]) -> str:
             f"| `{r['backend']}` | {fmt(r['samples_per_second'], 3)} | {speedup} | {fmt(lat.get('p50'), 1)} "
             f"| {fmt(lat.get('p90'), 1)} | {fmt(lat.get('p99'), 1)} | {_setup_text(r)} "
             f"| {fmt(mem.get('cpu_rss_mib'), 0)} | {fmt(mem.get('cuda_allocated_mib'), 0)} "
-            f"| {_parity_text(r, ref)} | {fmt(r.get('loadgen_result'))} | {r['status']} |"
+            f"| {_parity_text(r, ref)} | {_validity_text(r)} | {r['status']} |"
         )
     lines += [
         "",
@@ -259,6 +267,8 @@ def markdown(report: dict[str, Any]) -> str:
             )
         if r["status"] != "ok":
             lines.append(f"- `{r['backend']}` failed: {r['error']}")
+        elif r.get("loadgen_result") == "INVALID":
+            lines.append(f"- `{r['backend']}` LoadGen INVALID: {r.get('invalid_reason') or 'no reason recorded'}")
         lines.append(f"- `{r['backend']}` runs: {r['run_dir']} (performance), {r['accuracy_run_dir']} (accuracy)")
     return "\n".join(lines) + "\n"
 
@@ -314,11 +324,19 @@ def write_chart(report: dict[str, Any], path: Path) -> None:
     bars = ax1.bar(x, sps, color=["#4c72b0" if r["backend"] != report["reference"] else "#888888" for r in rows])
     for bar, r in zip(bars, rows, strict=True):
         label = f"{r['speedup']:.2f}x" if r.get("speedup") is not None else r["status"]
+        if r.get("loadgen_result") == "INVALID":  # drawn hollow: its figure is not a LoadGen result
+            bar.set_facecolor("none")
+            bar.set_hatch("//")
+            bar.set_edgecolor("#c44e52")
+            label += " INVALID"
         ax1.annotate(label, (bar.get_x() + bar.get_width() / 2, bar.get_height()), ha="center", va="bottom")
     ax1.set_ylim(0, max([*sps, 1e-9]) * 1.15)  # room for the labels
     ax1.set_xticks(x, names, rotation=15)
     ax1.set_ylabel("samples / s")
-    ax1.set_title("throughput (speedup over " + report["reference"] + ")")
+    title = "throughput (speedup over " + report["reference"] + ")"
+    if any(r.get("loadgen_result") == "INVALID" for r in rows):
+        title += "\nhatched, hollow: LoadGen INVALID"
+    ax1.set_title(title)
     width = 0.27
     for k, (key, color) in enumerate((("p50", "#55a868"), ("p90", "#dd8452"), ("p99", "#c44e52"))):
         values = [(r["latency_ms"] or {}).get(key) or 0.0 for r in rows]

@@ -3,12 +3,46 @@
 from __future__ import annotations
 
 import sys
+import threading
+import time
 from typing import Any
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
 from rich.progress import Progress as RichProgress
 from rich.table import Table
+
+
+class Heartbeat:
+    """While a long child run goes on: without a terminal (a CI log, a pipe), a plain `still running` line on
+    stderr every `interval_s`, so that a log never sits silent for minutes; on a terminal, nothing here (the
+    caller prints its own line when the run ends)."""
+
+    interval_s = 10.0
+
+    def __init__(self, label: str, interval_s: float | None = None, stream: Any = None) -> None:
+        self.label = label
+        self.interval = self.interval_s if interval_s is None else interval_s
+        self.stream = stream
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def __enter__(self) -> Heartbeat:
+        stream = self.stream or sys.stderr
+        if not stream.isatty():
+            self._thread = threading.Thread(target=self._beat, args=(stream,), name="heartbeat", daemon=True)
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+
+    def _beat(self, stream: Any) -> None:
+        start = time.perf_counter()
+        while not self._stop.wait(self.interval):
+            print(f"{self.label}: still running, {time.perf_counter() - start:.0f} s", file=stream, flush=True)
 
 
 class Progress:
@@ -87,7 +121,10 @@ def print_summary(summary: dict[str, Any]) -> None:
     if cost:
         table.add_row("cost", _cost_line(cost))
     table.add_row("samples completed", str(summary["samples_completed"]))
-    table.add_row("LoadGen result", fmt(summary["loadgen"]["result_validity"]))
+    validity = summary["loadgen"]["result_validity"]
+    reason = summary["loadgen"].get("invalid_reason")
+    shown = "[bold red]INVALID[/]: not a result" + (f" ({reason})" if reason else "") if validity == "INVALID" else None
+    table.add_row("LoadGen result", shown or fmt(validity))
     table.add_row("valid for submission", "yes" if summary["valid_for_submission"] else "no")
     for reason in summary["submission_blockers"][:6]:
         table.add_row("", f"· {reason}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,40 @@ PERCENTILE_KEYS = {
 }
 
 
+@dataclass(frozen=True)
+class Verdict:
+    """LoadGen's verdict on a performance run: VALID, INVALID, or None where it wrote none (a run that
+    failed, or an accuracy run); `reason` says why it is not VALID ("" when it is)."""
+
+    validity: str | None
+    reason: str
+
+    @property
+    def valid(self) -> bool:
+        return self.validity == "VALID"
+
+    @classmethod
+    def from_summary(cls, summary: dict[str, Any] | None) -> Verdict:
+        """The verdict a run's summary.json recorded (its `loadgen` block)."""
+        loadgen = (summary or {}).get("loadgen") or {}
+        validity = loadgen.get("result_validity")
+        reason = "" if validity == "VALID" else str(loadgen.get("invalid_reason") or "").strip()
+        if validity is None and not reason:
+            reason = "no LoadGen result" if summary else "no summary.json"
+        return cls(validity, reason)
+
+    def label(self) -> str:
+        """For a terminal line or a table cell: VALID, or INVALID (reason)."""
+        if self.valid:
+            return "VALID"
+        return f"{self.validity or 'no result'} ({self.reason})" if self.reason else str(self.validity or "no result")
+
+
+def _squash(text: str) -> str:
+    """LoadGen's multi-line recommendations as one line (it replaces newlines by spaces, leaving runs)."""
+    return re.sub(r"\s+", " ", text.replace("*", " ")).strip(" ;")
+
+
 @dataclass
 class DetailLog:
     values: dict[str, Any] = field(default_factory=dict)  # key -> last value logged
@@ -46,6 +81,22 @@ class DetailLog:
     def samples_per_second(self, scenario: str) -> float | None:
         value = self.values.get(THROUGHPUT_KEY[scenario])
         return None if value is None else float(value)
+
+    def verdict(self) -> Verdict:
+        """LoadGen's verdict and every reason it gave. LoadGen leaves `result_invalid_reason` empty when only
+        early stopping failed: the reason is then in `early_stopping_result` ("Would need to run at least N
+        more queries", "Need to process at least 64 queries"), which is where this looks too."""
+        validity = self.values.get("result_validity")
+        if validity is None:
+            return Verdict(None, "no LoadGen result in mlperf_log_detail.txt (the run stopped before LoadGen ended)")
+        if validity == "VALID":
+            return Verdict("VALID", "")
+        reasons = [_squash(str(self.values.get("result_invalid_reason") or ""))]
+        if self.values.get("result_min_queries_met") is False and "exited early" not in reasons[0]:
+            reasons.append("min query count not met")
+        if self.values.get("early_stopping_met") is False:
+            reasons.append(f"early stopping not met: {_squash(str(self.values.get('early_stopping_result') or ''))}")
+        return Verdict(str(validity), "; ".join(r for r in reasons if r) or "LoadGen gave no reason")
 
 
 def read_detail_log(path: str | Path) -> DetailLog:

@@ -227,7 +227,9 @@ def sut_batch_sizes(cfg: RunConfig) -> tuple[int, ...]:
     return tuple(range(1, cfg.sut.max_batch_size + 1))
 
 
-def make_backend(cfg: RunConfig, spec: ModelSpec) -> Backend:
+def _backend_options(cfg: RunConfig) -> tuple[type, Any]:
+    """The chosen backend's class and its options, checked: an unknown backend, an unknown option or a
+    wrong type is a ConfigError."""
     if cfg.run.backend not in BACKENDS:
         raise ConfigError(f"unknown backend {cfg.run.backend!r}; choose one of: {', '.join(sorted(BACKENDS))}")
     try:
@@ -242,10 +244,35 @@ def make_backend(cfg: RunConfig, spec: ModelSpec) -> Backend:
     ):
         values["warmup_batch_sizes"] = list(sut_batch_sizes(cfg))
     try:
-        options = build_options(cls.Options, values)
+        return cls, build_options(cls.Options, values)
+    except BackendError as exc:  # an option value the backend refuses
+        raise ConfigError(str(exc)) from exc
+
+
+def make_backend(cfg: RunConfig, spec: ModelSpec) -> Backend:
+    cls, options = _backend_options(cfg)
+    try:
         return cls(spec, options)  # type: ignore[no-any-return]
     except BackendError as exc:  # an option value the backend refuses
         raise ConfigError(str(exc)) from exc
+
+
+def validate_config(cfg: RunConfig) -> Any:
+    """Everything about the configuration that can be checked in a second, before the inputs are prepared
+    (the model folder, prompts and latents take seconds): the backend and its options, a CUDA device this
+    machine lacks, the latent shape, and LoadGen's settings. Returns the LoadGen TestSettings."""
+    _, options = _backend_options(cfg)
+    devices = [d.strip() for d in cfg.workers.devices.split(",") if d.strip()] or [str(getattr(options, "device", ""))]
+    if not cfg.workers.ray_address and any(d.startswith("cuda") for d in devices):  # Ray actors may run elsewhere
+        import torch
+
+        if not torch.cuda.is_available():
+            raise ConfigError(
+                f"device {', '.join(devices)} requested but torch.cuda.is_available() is False on this machine "
+                f"(torch {torch.__version__}); no silent fallback to the CPU: set backend.device=cpu to run there"
+            )
+    latent_shape(cfg)
+    return lgs.build_test_settings(cfg)
 
 
 def direct_batch(prompts: PromptSet, latents: LatentSource, indices: Sequence[int]) -> PromptBatch:
@@ -372,6 +399,8 @@ def start_workers(
 
 def run_benchmark(cfg: RunConfig, run_dir: Path, progress: ProgressFn | None = None) -> RunResult:
     phases = _Phases()
+    # 0. The whole configuration, checked before anything slow (LoadGen settings included).
+    settings = validate_config(cfg)
     # 1. Inputs: model folder, prompts, latents, QSL.
     inputs = phases.timed("prepare inputs", lambda: prepare_inputs(cfg))
     model_path, spec, prompts, latents, qsl = (
@@ -382,8 +411,7 @@ def run_benchmark(cfg: RunConfig, run_dir: Path, progress: ProgressFn | None = N
         inputs.qsl,
     )
 
-    # 2. LoadGen settings (bad values fail here, before the model loads).
-    settings = lgs.build_test_settings(cfg)
+    # 2. LoadGen settings (built in step 0) and the audit layer of a compliance test.
     if cfg.run.audit_config:  # a compliance test: LoadGen's audit.config is the last layer
         apply_audit_config(
             settings, cfg.run.audit_config, run_dir, cfg.model.mlperf_name or lgs.DEV_MODEL_NAME, cfg.run.scenario
@@ -650,14 +678,14 @@ def _summarise(
     elif sut.failure is not None:
         status, error = "failed", sut.failure.message()
     result_valid = detail.result_valid and status == "ok" and not detail.errors
+    verdict = detail.verdict()  # early stopping's reason included: LoadGen leaves result_invalid_reason empty
     blockers = list(blockers)
     if detail.errors:  # LoadGen finished, but its result cannot be trusted
         blockers.append(f"LoadGen logged errors: {'; '.join(detail.errors[:3])}")
     if cfg.run.mode != "performance":
         blockers.append("accuracy runs carry no performance result")
     elif not result_valid:
-        reason = detail.get("result_invalid_reason") or "see mlperf_log_summary.txt"
-        blockers.append(f"LoadGen result is {detail.get('result_validity', 'missing')}: {reason}")
+        blockers.append(f"LoadGen result is {verdict.validity or 'missing'}: {verdict.reason or 'LoadGen errors'}")
     stats = sut.stats
     return {
         "status": status,
@@ -677,8 +705,11 @@ def _summarise(
         "query_count": detail.get("result_query_count"),
         "loadgen": {
             "result_validity": detail.get("result_validity"),
-            "invalid_reason": detail.get("result_invalid_reason"),
+            "invalid_reason": (verdict.reason or None) if cfg.run.mode == "performance" else None,
+            "early_stopping_result": detail.get("early_stopping_result"),
             "early_stopping_met": detail.get("early_stopping_met"),
+            "min_duration_met": detail.get("result_min_duration_met"),
+            "min_queries_met": detail.get("result_min_queries_met"),
             "errors": detail.errors,
             "warnings": detail.warnings,
         },

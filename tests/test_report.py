@@ -184,7 +184,7 @@ def test_quality_cost_energy_and_contact_sheet(runs: dict[str, Path], tmp_path: 
     assert cost["usd_per_image"] == "0.0125"
     energy = {r["metric"]: r["value"] for r in _table(out, "energy")[0]}
     assert energy == {"joules_per_image": "123.0", "source": "nvml"}
-    assert _table(out, "results")[0][0]["time_to_first_image_s"] == "1.75"
+    assert _table(out, "results")[0][0]["first_image_cold_s"] == "1.75"
     assert "## Cost and energy" in md and "## Quality" in md
     # Images grouped by the categories of the run's prompt pack (sample index i = prompt i).
     (run,) = collect([runs["scored"]])
@@ -312,3 +312,57 @@ def test_a_report_written_again_replaces_the_last_one(runs: dict[str, Path], tmp
     (out / "notes.txt").write_text("mine")  # anything else in the folder is left alone
     write_report([runs["fast"]], out)
     assert (out / "notes.txt").read_text() == "mine"
+
+
+def test_invalid_sweep_points_and_stand_in_scorers_are_called_out(runs: dict[str, Path], tmp_path: Path) -> None:
+    from harness.report import plots
+    from harness.report.collect import DirData
+
+    sweep = shutil.copytree(runs["sweep"], tmp_path / "invalid-sweep")
+    doc = json.loads((sweep / "sweep.json").read_text())
+    for row in doc["rows"]:
+        row.update(loadgen_validity="VALID", invalid_reason=None)
+    reason = "early stopping not met: Would need to run at least 319 more queries"
+    doc["rows"][1].update(loadgen_validity="INVALID", invalid_reason=reason)
+    doc["ramp"][1].update(loadgen_validity="INVALID", invalid_reason="Increase expected QPS")
+    doc["quality"][0]["standin"] = True
+    (sweep / "sweep.json").write_text(json.dumps(doc))
+    md = write_report([sweep], tmp_path / "out")[0].read_text()
+    head = md.split("## ", 1)[0]
+    assert (
+        f"sweep point resolution=64, steps=8, batch_size=1, scenario=Offline: LoadGen result INVALID: {reason}" in head
+    )
+    assert "STAND-IN scorer files" in head and "no LoadGen result is INVALID" not in md
+    speed, table = _table(tmp_path / "out", "sweep_speed")
+    assert len(table["columns"]) <= 14 and "loadgen_validity" in table["columns"]
+    assert [r["loadgen_validity"] for r in speed].count("INVALID") == 1
+    assert next(r for r in speed if r["loadgen_validity"] == "INVALID")["invalid_reason"] == reason
+    assert "batch ramp point resolution=64, steps=4, batch_size=2: LoadGen result INVALID" in head
+    # The charts draw the INVALID points differently from the same sweep with every point VALID.
+    valid = json.loads(json.dumps(doc))
+    valid["rows"][1].update(loadgen_validity="VALID", invalid_reason=None)
+    valid["ramp"][1].update(loadgen_validity="VALID", invalid_reason=None)
+    for chart in (plots.sweep_throughput_vs_batch, plots.sweep_time_vs_resolution):
+        drawn = [chart([DirData("sweep", "s", sweep, d)]) for d in (doc, valid)]
+        assert drawn[0] and drawn[1] and drawn[0] != drawn[1], chart.__name__
+
+
+def test_a_report_of_several_runs_keeps_the_run_column(runs: dict[str, Path], tmp_path: Path) -> None:
+    md = write_report([runs["fast"], runs["scored"]], tmp_path / "out")[0].read_text()
+    accuracy = md.split("### Accuracy (CLIP score, FID)", 1)[1].split("###", 1)[0]
+    assert "| run | clip_score |" in accuracy  # only the scored run has accuracy figures: still traced
+
+
+def test_time_to_first_image_is_figures_and_no_energy_section_without_data(
+    runs: dict[str, Path], tmp_path: Path
+) -> None:
+    summary = _summary(runs["fast"])
+    assert summary["energy"].get("available") is False  # the fake backend on a CPU: no NVML
+    out = tmp_path / "out"
+    md = write_report([runs["fast"]], out)[0].read_text()
+    assert "### Energy" not in md and not (out / "tables" / "energy.csv").exists()
+    (row,) = _table(out, "results")[0]
+    assert float(row["first_image_cold_s"]) == pytest.approx(summary["time_to_first_image_s"]["cold"], rel=1e-3)
+    assert float(row["first_image_warm_s"]) == pytest.approx(summary["time_to_first_image_s"]["warm"], rel=1e-3)
+    assert '"cold"' not in md and '"cold"' not in (out / "report.html").read_text()
+    assert '"cold"' not in (out / "tables" / "results.csv").read_text()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 from harness.report import dir_tables, plots, tables
@@ -71,6 +72,7 @@ def _dir_sections(kind: str, dirs: list[DirData]) -> list[Section]:
     if kind == "sweep":
         speed = Section("Sweep: speed")
         _add(speed, dir_tables.sweep_speed(dirs))
+        _add(speed, dir_tables.sweep_cost(dirs))
         _add(speed, dir_tables.sweep_ramp(dirs))
         _add(speed, dir_tables.sweep_fit(dirs))
         _figure(
@@ -150,4 +152,7 @@ def build_document(inputs: list[Input]) -> Document:
         if dirs:
             sections += _dir_sections(kind, dirs)
     doc.sections += [s for s in sections if not s.empty()]
+    if len(inputs) == 1:
+        for section in doc.sections:
+            section.tables = [dataclasses.replace(t, single_input=True) for t in section.tables]
     return doc

@@ -15,7 +15,30 @@ from harness.report.document import Table
 
 # The producers' columns (sweep.json rows, quality, ramp; scale.json rows) are the contract: the report
 # shows them with `run` first and without the run_dir path.
-SWEEP_SPEED_COLUMNS = ["run", *(c for c in sweep.ROW_COLUMNS if c != "run_dir")]
+# sweep.json's rows, in two tables of a readable width: speed and LoadGen's verdict; quality, cost and first image.
+_POINT = ["run", "resolution", "steps", "batch_size", "scenario"]
+SWEEP_SPEED_COLUMNS = [
+    *_POINT,
+    "seconds_per_image",
+    "images_per_second",
+    "latency_p50_ms",
+    "latency_p95_ms",
+    "latency_p99_ms",
+    "peak_memory_mib",
+    "loadgen_validity",
+    "invalid_reason",
+    "status",
+]
+SWEEP_COST_COLUMNS = [
+    *_POINT,
+    "clip_score",
+    "cost_per_image_usd",
+    "images_per_usd",
+    "cost_per_accepted_image_usd",
+    "first_image_cold_s",
+    "first_image_warm_s",
+    "loadgen_validity",
+]
 SWEEP_QUALITY_COLUMNS = ["run", *(c for c in sweep.QUALITY_COLUMNS if c != "run_dir")]
 SWEEP_RAMP_COLUMNS = ["run", *sweep.RAMP_COLUMNS]
 SWEEP_FIT_COLUMNS = ["run", *(c for c in sweep.FIT_COLUMNS if c != "run_dir")]
@@ -37,6 +60,7 @@ COMPARE_COLUMNS = [
     "parity_mean_abs_diff",
     "parity_psnr_db",
     "loadgen_validity",
+    "invalid_reason",
     "error",
 ]
 
@@ -49,18 +73,37 @@ def _table(name: str, title: str, columns: list[str], rows: list[dict[str, Any]]
     return Table(name, title, tuple(columns), tuple(rows), note=note)
 
 
-def sweep_speed(sweeps: list[DirData]) -> Table:
-    rows = [r for d in sweeps for r in _pick(d, "rows", SWEEP_SPEED_COLUMNS)]
+def _sweep_rows(sweeps: list[DirData], columns: list[str]) -> list[dict[str, Any]]:
+    rows = [r for d in sweeps for r in _pick(d, "rows", columns)]
     rows.sort(key=lambda r: (r["run"], r["resolution"] or 0, r["steps"] or 0, r["batch_size"] or 0))
+    return rows
+
+
+def sweep_speed(sweeps: list[DirData]) -> Table:
     return _table(
         "sweep_speed",
         "Speed by resolution, steps and batch size",
         SWEEP_SPEED_COLUMNS,
-        rows,
+        _sweep_rows(sweeps, SWEEP_SPEED_COLUMNS),
         note="seconds per image: SingleStream's mean latency (Offline has none: its latencies count from the "
-        "one query's issue); p50 / p95 / p99 latency in ms; peak memory in MiB; cost columns with a price "
-        "(cost.gpu_hour_usd or cost.instance), per accepted image with cost.accept_clip_min; time to first "
-        "image in s, cold from process start, warm on the loaded process.",
+        "one query's issue); p50 / p95 / p99 latency in ms; peak memory in MiB; loadgen_validity: LoadGen's "
+        "verdict (an INVALID row is not a result; invalid_reason says why, early stopping's included).",
+    )
+
+
+def sweep_cost(sweeps: list[DirData]) -> Table:
+    """Quality, cost and time to first image of each point; empty where the sweep has none of them."""
+    rows = _sweep_rows(sweeps, SWEEP_COST_COLUMNS)
+    if not any(r.get(c) is not None for r in rows for c in SWEEP_COST_COLUMNS[5:-1]):
+        rows = []
+    return _table(
+        "sweep_cost",
+        "Quality, cost and time to first image by point",
+        SWEEP_COST_COLUMNS,
+        rows,
+        note="clip_score from the point's quality run; cost columns with a price (cost.gpu_hour_usd or "
+        "cost.instance), per accepted image with cost.accept_clip_min; time to first image in s, cold from "
+        "process start, warm on the loaded process.",
     )
 
 
@@ -201,6 +244,7 @@ def compare(dirs: list[DirData]) -> Table:
                     "parity_mean_abs_diff": parity.get("mean_abs_diff"),
                     "parity_psnr_db": parity.get("psnr_db"),
                     "loadgen_validity": r.get("loadgen_result"),
+                    "invalid_reason": r.get("invalid_reason"),
                     "error": r.get("error"),
                 }
             )

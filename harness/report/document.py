@@ -20,14 +20,17 @@ class Table:
     rows: tuple[dict[str, Any], ...]
     transpose: bool = False  # shown as one column per row (a long row of conditions reads better down the page)
     note: str = ""
+    # Set by the report of one input: there `run` names the same input in every row and can go. A report of
+    # several inputs keeps it even where one run has rows, so that every row (a failed one too) is traced.
+    single_input: bool = False
 
     def cells(self) -> list[list[Any]]:
         return [[row.get(c) for c in self.columns] for row in self.rows]
 
     def shown_columns(self) -> tuple[str, ...]:
-        """The columns a reader sees: `run` only where the rows come from more than one input (the
+        """The columns a reader sees: `run` unless the report has one input and the rows one run name (the
         exports keep every column, so their shape does not depend on how many inputs there were)."""
-        if "run" in self.columns and len({row.get("run") for row in self.rows}) <= 1:
+        if self.single_input and "run" in self.columns and len({row.get("run") for row in self.rows}) <= 1:
             return tuple(c for c in self.columns if c != "run")
         return self.columns
 

@@ -56,13 +56,33 @@ def latency_cdf(runs: list[RunData]) -> bytes | None:
     return buf.getvalue()
 
 
-def _lines(lines: list[tuple[str, list[tuple[Any, Any]]]], **axes: str) -> bytes | None:
-    """One marked line per (label, [(x, y), ...]); None when there is none."""
+INVALID_LABEL = "hollow: LoadGen INVALID (not a result)"
+
+
+def _invalid(point: dict[str, Any]) -> bool:
+    return point.get("loadgen_validity") == "INVALID"
+
+
+def _hollow(ax: Any, xs: list[Any], ys: list[Any], color: str, labelled: list[bool]) -> None:
+    """Large hollow markers over INVALID points, named once in the legend."""
+    if not xs:
+        return
+    label = None if labelled[0] else INVALID_LABEL
+    labelled[0] = True
+    ax.plot(xs, ys, marker="o", markersize=11, markerfacecolor="white", markeredgecolor=color, linestyle="none")
+    ax.plot(xs, ys, marker="x", markersize=6, color=color, linestyle="none", label=label)
+
+
+def _lines(lines: list[tuple[str, list[tuple[Any, Any, bool]]]], **axes: str) -> bytes | None:
+    """One marked line per (label, [(x, y, invalid), ...]), INVALID points hollow; None when there is none."""
     if not lines:
         return None
     with _figure() as (_, ax, buf):
+        labelled = [False]
         for label, pts in lines:
-            ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=label)
+            (line,) = ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=label)
+            bad = [p for p in pts if p[2]]
+            _hollow(ax, [p[0] for p in bad], [p[1] for p in bad], line.get_color(), labelled)
         ax.set(**axes)
     return buf.getvalue()
 
@@ -87,9 +107,14 @@ def sweep_throughput_vs_batch(sweeps: list[DirData]) -> bytes | None:
     if not lines:
         return None
     with _figure() as (_, ax, buf):
+        labelled = [False]
         for label, pts in lines:
             (line,) = ax.plot(
                 [p["batch_size"] for p in pts], [p["images_per_second"] for p in pts], marker="o", label=label
+            )
+            bad = [p for p in pts if _invalid(p)]
+            _hollow(
+                ax, [p["batch_size"] for p in bad], [p["images_per_second"] for p in bad], line.get_color(), labelled
             )
             best = [p for p in pts if p.get("best")]
             if best:
@@ -110,15 +135,16 @@ def sweep_time_vs_resolution(sweeps: list[DirData]) -> bytes | None:
     """Seconds per image (the fastest batch size) against resolution, one line per step count."""
     lines = []
     for d in sweeps:
-        best: dict[tuple[Any, Any], float] = {}
+        best: dict[tuple[Any, Any], tuple[float, bool]] = {}
         for p in d.data.get("rows") or []:
             t = p.get("seconds_per_image")
             if t is None or p.get("resolution") is None:
                 continue
             key = (p.get("steps"), p["resolution"])
-            best[key] = min(t, best.get(key, t))
+            if key not in best or t < best[key][0]:
+                best[key] = (t, _invalid(p))
         for steps in sorted({k[0] for k in best}, key=lambda s: s or 0):
-            pts = sorted((res, t) for (s, res), t in best.items() if s == steps)
+            pts = sorted((res, t, bad) for (s, res), (t, bad) in best.items() if s == steps)
             lines.append((_label(d, len(sweeps) > 1, f"{steps} steps"), pts))
     return _lines(
         lines, xlabel="resolution, px (square side)", ylabel="seconds per image", title="time against resolution"
@@ -130,21 +156,34 @@ def scale_throughput(dirs: list[DirData]) -> bytes | None:
     for d in dirs:
         rows = [r for r in d.data.get("rows") or [] if r.get("samples_per_second")]
         for scenario in sorted({r.get("scenario") for r in rows}):
-            pts = sorted((r["workers"], r["samples_per_second"]) for r in rows if r.get("scenario") == scenario)
+            pts = sorted(
+                (r["workers"], r["samples_per_second"], _invalid(r) or r.get("result_valid") is False)
+                for r in rows
+                if r.get("scenario") == scenario
+            )
             lines.append((_label(d, len(dirs) > 1, str(scenario)), pts))
     return _lines(lines, xlabel="workers", ylabel="samples / s", title="throughput against worker count")
 
 
 def compare_throughput(dirs: list[DirData]) -> bytes | None:
     bars = [
-        (_label(d, len(dirs) > 1, str(r.get("backend"))), r.get("samples_per_second") or 0.0)
+        (
+            _label(d, len(dirs) > 1, str(r.get("backend"))),
+            r.get("samples_per_second") or 0.0,
+            r.get("loadgen_result") == "INVALID",
+        )
         for d in dirs
         for r in d.data.get("results") or []
     ]
     if not bars:
         return None
     with _figure(max(6.0, 1.4 * len(bars) + 2), 4.0) as (_, ax, buf):
-        ax.bar(range(len(bars)), [b[1] for b in bars], color="#4c72b0")
+        drawn = ax.bar(range(len(bars)), [b[1] for b in bars], color="#4c72b0")
+        for bar, (_, _, bad) in zip(drawn, bars, strict=True):
+            if bad:  # hollow and hatched: its figure is not a LoadGen result
+                bar.set(facecolor="none", hatch="//", edgecolor="#c44e52")
+        if any(b[2] for b in bars):
+            drawn[[b[2] for b in bars].index(True)].set_label("hatched, hollow: LoadGen INVALID")
         ax.set_xticks(range(len(bars)), [b[0] for b in bars], rotation=15)
         ax.set(ylabel="samples / s", title="throughput by backend")
     return buf.getvalue()

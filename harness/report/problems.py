@@ -8,6 +8,10 @@ from harness.report.collect import DirData, Input, RunData
 from harness.report.document import Table
 
 PROBLEM_COLUMNS = ["run", "status", "problem"]
+STANDIN = (
+    "CLIP / FID from STAND-IN scorer files (seeded random weights, synthetic FID statistics): deterministic but "
+    "meaningless absolute numbers; compare runs with each other only"
+)
 RANDOM_WEIGHTS = "random weights (model.weights = random): an architecture-only performance run, its images are noise"
 
 
@@ -40,6 +44,10 @@ def _run_problems(r: RunData) -> list[dict[str, Any]]:
     return [{"run": r.label, "status": status, "problem": p} for p in out]
 
 
+def _invalid(row: dict[str, Any]) -> str:
+    return f"LoadGen result INVALID: {row.get('invalid_reason') or 'no reason recorded'}"
+
+
 def _point(row: dict[str, Any], keys: tuple[str, ...]) -> str:
     return ", ".join(f"{k}={row[k]}" for k in keys if row.get(k) is not None)
 
@@ -56,17 +64,25 @@ def _dir_problems(d: DirData) -> list[dict[str, Any]]:
             if row.get("status") != "ok":
                 detail = f": {row['error']}" if row.get("error") else ""
                 out.append((row.get("status"), f"{what} {_point(row, keys)} {row.get('status')}{detail}"))
+            elif row.get("loadgen_validity") == "INVALID":
+                out.append((row.get("status"), f"{what} {_point(row, keys)}: {_invalid(row)}"))
+        standin = [q for q in d.data.get("quality", []) if q.get("standin")]
+        if standin:
+            points = "; ".join(_point(q, ("resolution", "steps")) for q in standin)
+            out.append(("ok", f"{STANDIN} ({points})"))
     elif d.kind == "scale":
         for row in d.data.get("rows", []):
             point = _point(row, ("scenario", "workers"))
             if row.get("status") != "ok":
                 out.append((row.get("status"), f"scale point {point} {row.get('status')}"))
-            elif row.get("result_valid") is False:
-                out.append((row.get("status"), f"scale point {point}: LoadGen result INVALID"))
+            elif row.get("loadgen_validity") == "INVALID" or row.get("result_valid") is False:
+                out.append((row.get("status"), f"scale point {point}: {_invalid(row)}"))
     elif d.kind == "compare":
         for row in d.data.get("results", []):
             if row.get("status") != "ok":
                 out.append((row.get("status"), f"backend {row.get('backend')} {row.get('status')}: {row.get('error')}"))
+            elif row.get("loadgen_result") == "INVALID":
+                out.append((row.get("status"), f"backend {row.get('backend')}: {_invalid(row)}"))
         if d.data.get("same_inputs") is False:
             out.append(("ok", "the compared runs did not see the same prompts and latents"))
     return [{"run": d.label, "status": status, "problem": p} for status, p in out]
@@ -81,6 +97,6 @@ def problems(inputs: list[Input]) -> Table:
         "Failures and invalid results",
         tuple(PROBLEM_COLUMNS),
         tuple(rows),
-        note="a failed run, a LoadGen INVALID result, LoadGen errors, an accuracy FAIL or ERROR, a failed "
-        "sweep / scale / compare point.",
+        note="a failed run, a LoadGen INVALID result (with LoadGen's reason, early stopping's included), LoadGen "
+        "errors, an accuracy FAIL or ERROR, a failed or INVALID sweep / scale / compare point, stand-in scorers.",
     )

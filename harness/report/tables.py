@@ -139,8 +139,10 @@ RESULT_COLUMNS = [
     "samples_per_second",
     "result_valid",
     "loadgen_validity",
+    "invalid_reason",
     *[f"latency_{k}_ms" for k in LATENCY_KEYS],
-    "time_to_first_image_s",
+    "first_image_cold_s",
+    "first_image_warm_s",
     "peak_cpu_rss_mib",
     "peak_cuda_allocated_mib",
     "samples_completed",
@@ -161,7 +163,10 @@ def results(runs: list[RunData]) -> Table:
             "samples_per_second": s.get("samples_per_second"),
             "result_valid": s.get("result_valid"),
             "loadgen_validity": _get(s, "loadgen", "result_validity"),
-            "time_to_first_image_s": s.get("time_to_first_image_s"),
+            "invalid_reason": _get(s, "loadgen", "invalid_reason") or None,
+            # time to first image as figures, not its JSON: cold from process start, warm on the loaded process
+            "first_image_cold_s": _first_image(s, "cold"),
+            "first_image_warm_s": _first_image(s, "warm"),
             "peak_cpu_rss_mib": _get(s, "peak_memory", "cpu_rss_mib"),
             "peak_cuda_allocated_mib": _get(s, "peak_memory", "cuda_allocated_mib"),
             "samples_completed": s.get("samples_completed"),
@@ -173,8 +178,19 @@ def results(runs: list[RunData]) -> Table:
         "Results",
         RESULT_COLUMNS,
         rows,
-        note="samples/s and latency as LoadGen measured them; peak memory over the whole process.",
+        note="samples/s and latency as LoadGen measured them, with LoadGen's verdict (INVALID: not a result; "
+        "invalid_reason says why); time to first image in s, cold from process start, warm on the loaded "
+        "process; peak memory over the whole process.",
     )
+
+
+def _first_image(summary: dict[str, Any], key: str) -> float | None:
+    """One figure of summary["time_to_first_image_s"] ({"cold": s, "warm": s, ...}; a bare number in old runs)."""
+    value = summary.get("time_to_first_image_s")
+    if isinstance(value, dict):
+        figure = value.get(key)
+        return float(figure) if isinstance(figure, (int, float)) else None
+    return float(value) if key == "cold" and isinstance(value, (int, float)) else None
 
 
 QUEUEING_COLUMNS = [
@@ -316,10 +332,14 @@ def lpips_by_category(runs: list[RunData], name: str = "lpips_diversity") -> Tab
 
 
 def key_values(runs: list[RunData], key: str, name: str, title: str) -> Table:
-    """Whatever summary[key] holds (cost, energy, quality), flattened to metric / value rows."""
+    """Whatever summary[key] holds (cost, energy, quality), flattened to metric / value rows; a run whose
+    record says it has no data ({"available": false, ...}, as energy without NVML) adds no rows."""
     rows = []
     for r in runs:
-        for metric, value in flatten(r.summary.get(key)).items():
+        record = r.summary.get(key)
+        if isinstance(record, dict) and record.get("available") is False:
+            continue
+        for metric, value in flatten(record).items():
             rows.append({"run": r.label, "metric": metric, "value": value})
     return _table(name, title, KEY_VALUE_COLUMNS, rows)
 
@@ -335,7 +355,8 @@ def _metrics(r: RunData) -> dict[str, Any]:
         "samples_per_second": s.get("samples_per_second"),
         "latency_p50_ms": _get(s, "latency_ms", "p50"),
         "latency_p99_ms": _get(s, "latency_ms", "p99"),
-        "time_to_first_image_s": s.get("time_to_first_image_s"),
+        "first_image_cold_s": _first_image(s, "cold"),
+        "first_image_warm_s": _first_image(s, "warm"),
         "peak_cpu_rss_mib": _get(s, "peak_memory", "cpu_rss_mib"),
         "clip_score": a.get("CLIP_SCORE", a.get("clip_score")),
         "fid_score": a.get("FID_SCORE", a.get("fid_score")),
