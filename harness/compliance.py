@@ -93,7 +93,7 @@ def compare_accuracy_logs(reference_log: Path, test_log: Path, height: int, widt
             known[sample.qsl_idx] = (first, digest)
     except AccuracyError as exc:
         return Check(False, lines + [f"{FAIL_LINE}: {exc}"], {"error": str(exc)})
-    numbers = {
+    numbers: dict[str, Any] = {
         "num_acc_log_entries": ref_reader.stats.entries,
         "num_acc_log_duplicate_keys": ref_reader.stats.duplicates,
         "num_acc_log_data_mismatch": len(ref_reader.stats.differing_duplicates),
