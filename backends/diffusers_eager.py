@@ -32,6 +32,7 @@ import transformers
 
 from backends import pretokenize
 from backends.base import BackendError, ImageBatch, ModelSpec, PromptBatch
+from backends.cpu_bf16 import BF16_SLOWDOWN_MATMUL, cpu_bf16_is_fast
 from backends.stage_timer import StageTimer
 
 logger = logging.getLogger(__name__)
@@ -65,6 +66,9 @@ class DiffusersEagerOptions:
     # memory stops growing with the batch, so larger batches fit, with the same images. Off: the whole
     # batch in one decode, diffusers' default.
     vae_slicing: bool = False
+    # bfloat16 on a CPU without fast bfloat16 kernels is refused before anything loads (it runs tens
+    # of times slower than float32); true runs it anyway, with a warning.
+    allow_slow_bf16: bool = False
 
     def __post_init__(self) -> None:
         if self.dtype not in _DTYPES:
@@ -75,11 +79,28 @@ class DiffusersEagerOptions:
             raise BackendError(
                 f"diffusers-eager: device {self.device!r} is not supported; choose one of: cpu, cuda, cuda:N, mps"
             )
+        if self.dtype == "bfloat16" and self.device.split(":", 1)[0] == "cpu":
+            _check_cpu_bf16(self.allow_slow_bf16)
         if self.num_threads < -1:
             raise BackendError(
                 f"diffusers-eager: num_threads {self.num_threads} is not allowed; "
                 "use -1 (auto), 0 (torch's default) or a positive count"
             )
+
+
+def _check_cpu_bf16(allow_slow: bool) -> None:
+    fast, how = cpu_bf16_is_fast()
+    if fast:
+        return
+    problem = (
+        f"diffusers-eager: dtype 'bfloat16' on this CPU has no fast bfloat16 kernels ({how}); on such a CPU "
+        f"a matmul ran {BF16_SLOWDOWN_MATMUL} slower than in float32 (measured: python -m tools.bf16_cost)"
+    )
+    if not allow_slow:
+        raise BackendError(
+            f"{problem}; use backend.dtype=float32, or backend.allow_slow_bf16=true to run bfloat16 anyway"
+        )
+    logger.warning("%s; running it anyway (backend.allow_slow_bf16 = true)", problem)
 
 
 def to_uint8_nhwc(images: torch.Tensor) -> np.ndarray:

@@ -332,3 +332,42 @@ def test_uint8_rule_rejects_non_finite_pixels() -> None:
     images[0, 0, 0, 0] = float("nan")
     with pytest.raises(BackendError, match="non-finite"):
         to_uint8_nhwc(images)
+
+
+def test_bfloat16_on_a_cpu_without_fast_bf16_is_refused_before_loading(monkeypatch: pytest.MonkeyPatch) -> None:
+    import backends.diffusers_eager as eager
+
+    monkeypatch.setattr(eager, "cpu_bf16_is_fast", lambda: (False, "asked oneDNN"))
+    with pytest.raises(BackendError) as refused:
+        DiffusersEagerOptions(device="cpu", dtype="bfloat16")
+    message = str(refused.value)
+    assert "no fast bfloat16 kernels (asked oneDNN)" in message
+    assert "50-115x slower than in float32" in message and "tools.bf16_cost" in message
+    assert "backend.dtype=float32" in message and "backend.allow_slow_bf16=true" in message
+    # not refused: float32 on that CPU, bfloat16 on a GPU
+    DiffusersEagerOptions(device="cpu", dtype="float32")
+    DiffusersEagerOptions(device="cuda", dtype="bfloat16")
+
+
+def test_allow_slow_bf16_runs_bfloat16_with_a_warning(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import backends.diffusers_eager as eager
+
+    monkeypatch.setattr(eager, "cpu_bf16_is_fast", lambda: (False, "asked oneDNN"))
+    with caplog.at_level("WARNING", logger="backends.diffusers_eager"):
+        options = DiffusersEagerOptions(device="cpu", dtype="bfloat16", allow_slow_bf16=True)
+    assert options.dtype == "bfloat16"
+    assert any("50-115x slower" in r.getMessage() and "running it anyway" in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.skipif(not torch.backends.mkldnn.is_available(), reason="this torch has no oneDNN to hold to AVX2")
+def test_cli_refuses_bfloat16_on_a_cpu_held_to_avx2(run_cli, monkeypatch: pytest.MonkeyPatch) -> None:
+    """ONEDNN_MAX_CPU_ISA=AVX2 takes oneDNN's bfloat16 kernels away, as on a CPU without AVX-512:
+    the detector must see it, and the run stop with one line before the model loads."""
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")
+    run = run_cli("--scenario", "SingleStream", "--set", "backend.dtype=bfloat16")
+    assert run.returncode == 2, run.stderr[-2000:]
+    errors = [line for line in run.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "no fast bfloat16 kernels" in errors[0], run.stderr[-2000:]
+    assert "load:" not in run.stderr  # the backend's load line: nothing was loaded
