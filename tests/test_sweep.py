@@ -421,3 +421,38 @@ def test_a_failed_fit_is_a_failed_point_and_no_offline_run(harness_cache: Path, 
     assert (fit["largest_batch"], fit["limited_by"], fit["status"]) == (0, "error", "error")
     assert "injected failure on call 1" in fit["error"] and doc["rows"] == []
     assert "largest-batch search resolution=32, steps=2 error" in (out / "report.md").read_text()
+
+
+@pytest.mark.slow
+def test_every_row_carries_loadgens_verdict_and_short_points_run_again(harness_cache: Path, tmp_path: Path) -> None:
+    """Issue 22: a batch-4 Offline point given the batch-1 rate ended before LoadGen's minimum duration
+    (INVALID) while the terminal said "ok". Now each row has the verdict, a point too short for its measured
+    rate runs once more with it, and a point still INVALID (here: 8 SingleStream queries, fewer than early
+    stopping needs, as the user's --set asks) is never called ok."""
+    proc, out = _sweep(
+        harness_cache,
+        tmp_path,
+        "--batch-sizes",
+        "1,4",
+        "--set",
+        "backend.latency_ms=20",
+        "--set",
+        "loadgen.min_duration_ms=1000",
+        "--set",
+        "loadgen.min_query_count=8",
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = {(r["scenario"], r["batch_size"]): r for r in json.loads((out / "sweep.json").read_text())["rows"]}
+    for (scenario, batch), r in rows.items():
+        summary = json.loads((Path(r["run_dir"]) / "summary.json").read_text())
+        assert r["loadgen_validity"] == summary["loadgen"]["result_validity"], (scenario, batch)
+    offline = [rows[("Offline", 1)], rows[("Offline", 4)]]
+    assert all(r["loadgen_validity"] == "VALID" and r["invalid_reason"] is None for r in offline), offline
+    assert "running it again with loadgen.offline_expected_qps=" in proc.stdout
+    single = rows[("SingleStream", 1)]
+    assert single["loadgen_validity"] == "INVALID" and "Need to process at least 64 queries" in single["invalid_reason"]
+    line = next(ln for ln in proc.stdout.splitlines() if ln.startswith("r64-s8-b1-SingleStream-performance:"))
+    assert ": ok" not in line and "LoadGen INVALID" in line
+    assert "1 of 3 points are LoadGen INVALID" in proc.stdout
+    with (out / "sweep.csv").open() as f:
+        assert [r["loadgen_validity"] for r in csv.DictReader(f)].count("INVALID") == 1

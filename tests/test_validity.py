@@ -193,3 +193,32 @@ def test_bad_configuration_is_found_before_the_inputs_are_prepared(
     cfg = resolve_config("tiny", None, cli, [f"{k}={v}" for k, v in sets.items() if not k.startswith("run.")])
     with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
         runner.run_benchmark(cfg, tmp_path)
+
+
+# -- compare and scale rows -----------------------------------------------------------------------
+
+
+def test_compare_and_scale_rows_carry_the_reason_into_the_report(tmp_path: Path) -> None:
+    from harness.compare import build_report, make_row, markdown
+    from harness.report.collect import DirData
+    from harness.report.problems import problems
+
+    reason = "early stopping not met: Would need to run at least 319 more queries"
+    run = tmp_path / "run"
+    run.mkdir()
+    summary = _summary("Server", reason)
+    (run / "summary.json").write_text(json.dumps(summary))
+    row = make_row("fake", run, 0, None, None)
+    assert (row["loadgen_result"], row["invalid_reason"]) == ("INVALID", reason)
+    report = build_report([row], reference="fake", model="tiny", scenario="Server", command=[], sets=[])
+    text = markdown(report)
+    assert "| **INVALID** |" in text and f"`fake` LoadGen INVALID: {reason}" in text
+    scale_row = {"scenario": "Server", "workers": 2, "status": "ok", "loadgen_validity": "INVALID"}
+    scale_row["invalid_reason"] = reason
+    found = problems(
+        [DirData("compare", "c", tmp_path, report), DirData("scale", "s", tmp_path, {"rows": [scale_row]})]
+    ).rows
+    assert [r["problem"] for r in found] == [
+        f"backend fake: LoadGen result INVALID: {reason}",
+        f"scale point scenario=Server, workers=2: LoadGen result INVALID: {reason}",
+    ]
