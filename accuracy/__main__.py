@@ -42,6 +42,10 @@ exit codes: 0 PASS or UNCHECKED, 3 FAIL, 2 bad input
 """
 
 
+# The flags that set the scorer files (the harness's config keys are accuracy.<key>).
+SCORER_FLAGS = {key: "--" + key.replace("_", "-") for key in ("clip_weights", "inception_weights", "fid_stats")}
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m accuracy",
@@ -135,6 +139,7 @@ def _score(args: argparse.Namespace, progress: Any = None) -> dict[str, Any]:
         device=_pick(args.device, acc, "device", "cpu"),
         **paths,
     )
+    spec.check(SCORER_FLAGS)  # a missing file names this command's flag, not the harness's config key
     clip_w = args.clip_window or (model.get("clip_score_min", 0.0), model.get("clip_score_max", 0.0))
     fid_w = args.fid_window or (model.get("fid_min", 0.0), model.get("fid_max", 0.0))
     reference = _pick(args.reference, acc, "reference", "")

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from accuracy.assets import SCORER_ASSETS, fetch_command, file_sha256
-from accuracy.clip_score import CLIP_MODEL, CLIP_PRETRAINED, ClipScorer
+from accuracy.clip_score import CLIP_MODEL, CLIP_PRETRAINED, LOADED_PRECISION, ClipScorer
 from accuracy.errors import AccuracyError, MissingAssetError
 from accuracy.fid import FID_METHODS, FeatureStats, InceptionFeatures, frechet_distance, load_fid_inception, load_stats
 from accuracy.log_reader import AccuracyLogReader, LogStats
@@ -45,15 +45,20 @@ class ScorerSpec:
     batch_size: int = 8
     device: str = "cpu"
 
-    def check(self) -> None:
-        """Fail fast, before any image is generated: files present, settings valid, device there."""
+    def check(self, flags: Mapping[str, str] | None = None) -> None:
+        """Fail fast, before any image is generated: files present, settings valid, device there.
+
+        `flags` names the command-line flag that sets each file (`python -m accuracy`'s own); without
+        it a missing file names the harness's config key, accuracy.<key>."""
         for key in ("clip_weights", "inception_weights", "fid_stats"):
             path = Path(getattr(self, key))
             if not path.is_file():
                 asset = SCORER_ASSETS[key]
+                flag = (flags or {}).get(key)
+                setting, how = (flag, f"pass {flag} PATH") if flag else (f"accuracy.{key}", f"set accuracy.{key}=PATH")
                 raise MissingAssetError(
-                    f"{_WHAT[key]} file {str(path)!r} not found (accuracy.{key}); fetch it with "
-                    f"`{fetch_command(asset)}` or set accuracy.{key}=PATH"
+                    f"{_WHAT[key]} file {str(path)!r} not found ({setting}); fetch it with "
+                    f"`{fetch_command(asset)}` or {how}"
                 )
         if self.fid_method not in FID_METHODS:
             raise AccuracyError(
@@ -72,7 +77,7 @@ class ScorerSpec:
             for key in ("clip_weights", "inception_weights", "fid_stats")
         }
         return {
-            "clip_model": f"{CLIP_MODEL} ({CLIP_PRETRAINED} checkpoint, QuickGELU, float32)",
+            "clip_model": f"{CLIP_MODEL} ({CLIP_PRETRAINED} checkpoint, QuickGELU; {LOADED_PRECISION})",
             "inception_model": "pytorch-fid InceptionV3, FID weights, 2048-d pool features",
             **files,
             "fid_method": self.fid_method,
@@ -114,6 +119,8 @@ class Scores:
     qsl_indices: list[int] = field(default_factory=list)
     clip_scores: list[float] = field(default_factory=list)
     by_category: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # What the CLIP file held and what the loader rounded (clip_score.clip_weight_precision).
+    clip_precision: dict[str, Any] = field(default_factory=dict)
 
 
 def clip_by_category(
@@ -210,6 +217,7 @@ def score_log(
         qsl_indices=[qsl_indices[i] for i in order],
         clip_scores=[clip_scores[i] for i in order],
         by_category=clip_by_category(qsl_indices, clip_scores, categories) if categories is not None else {},
+        clip_precision=clip.precision,
     )
 
 
@@ -309,6 +317,7 @@ def evaluate(
         thresholds.reference.check_comparable(identity, expected_count)
     compliance = ComplianceImages(out_dir / "images", compliance_ids, captions) if compliance_ids else None
     scores = score_log(log_path, captions, spec, compliance, progress, expected_count, categories)
+    identity["clip_precision"] = scores.clip_precision  # known once the file is loaded
     return write_report(scores, identity, thresholds, out_dir, expected_count)
 
 

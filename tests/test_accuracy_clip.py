@@ -1,5 +1,5 @@
 """CLIP score as MLPerf computes it: open_clip ViT-B-32 from an OpenAI-format file (QuickGELU, as
-open_clip 2.7.0 loads `pretrained="openai"`), open_clip's preprocessing and tokenizer, 100 x cosine."""
+open_clip 2.x loads `pretrained="openai"`), open_clip's preprocessing and tokenizer, 100 x cosine."""
 
 from __future__ import annotations
 
@@ -131,3 +131,46 @@ def test_swapping_one_image_changes_the_score(scorer: ClipScorer) -> None:
     assert after[0] == pytest.approx(before[0], abs=1e-5)
     assert abs(after[1] - before[1]) > 1e-3
     assert np.mean(after) != np.mean(before)
+
+
+def test_the_openai_checkpoints_float16_weights_load_unchanged(scorer: ClipScorer) -> None:
+    precision = scorer.precision
+    assert set(precision["file_dtypes"]) == {"float16", "float32"}  # the OpenAI layout: partly float16
+    assert precision["rounded_to_float16"] == 0
+    assert "float16 precision" in precision["loaded"]
+
+
+def test_a_float32_state_dict_is_rounded_to_float16_and_says_so(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """open_clip's OpenAI loader (as MLPerf's scorer calls it) rounds Linear/Conv/attention weights to
+    float16 whatever the file holds: a float32 file must not pass for float32 weights."""
+    generator = torch.Generator().manual_seed(3)
+    fp16_layout = 0
+    state = {}
+    for key, value in standin_clip_state_dict(seed=3).items():
+        if value.is_floating_point():
+            fp16_layout += value.numel() if value.dtype == torch.float16 else 0
+            # values float16 cannot hold, as in a checkpoint trained or saved in float32
+            value = value.float() + 1e-3 * torch.randn(value.shape, generator=generator)
+        state[key] = value
+    path = tmp_path / "ViT-B-32-fp32.pt"
+    torch.save(state, path)
+    with caplog.at_level("WARNING", logger="accuracy.clip_score"):
+        precision = ClipScorer.from_file(path).precision
+    assert list(precision["file_dtypes"]) == ["float32"]
+    # nearly every value of the weights the loader holds in float16 changed; none of the others
+    assert 0.9 * fp16_layout < precision["rounded_to_float16"] <= fp16_layout
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert any("rounded" in w and "to float16" in w and str(path) in w for w in warnings), warnings
+
+
+def test_the_readme_names_the_open_clip_version_mlperf_pins() -> None:
+    import re
+
+    from accuracy.clip_score import MLPERF_OPEN_CLIP_PIN
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    pins = re.findall(r"mlcommons/inference pins open-clip-torch (\d+\.\d+\.\d+)", readme)
+    assert pins == [MLPERF_OPEN_CLIP_PIN], pins
+    assert "2.7.0 (MLPerf's" not in readme  # 2.7.0 is what its scorer was written against, not the pin

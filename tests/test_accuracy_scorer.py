@@ -208,6 +208,17 @@ def test_the_cli_rescores_a_log_and_exits_3_on_fail(
     assert main([*base, "--out", str(out), "--clip-weights", str(tmp_path / "ViT-B-32.pt")]) == 2
     errors = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("error:")]
     assert len(errors) == 1 and "ViT-B-32.pt' not found" in errors[0] and "--only clip" in errors[0]
+    # this command's own flag, not the harness's config key
+    assert "(--clip-weights)" in errors[0] and "pass --clip-weights PATH" in errors[0]
+    assert "accuracy.clip_weights" not in errors[0]
+
+
+def test_accuracy_json_reports_the_clip_weights_precision(scored: Path) -> None:
+    scorer = json.loads((scored / "accuracy.json").read_text())["scorer"]
+    assert "float16 precision" in scorer["clip_model"] and "QuickGELU" in scorer["clip_model"]
+    precision = scorer["clip_precision"]
+    assert precision["rounded_to_float16"] == 0  # the stand-in has OpenAI's float16 layout
+    assert set(precision["file_dtypes"]) == {"float16", "float32"} and all(precision["file_dtypes"].values())
 
 
 def test_accuracy_imports_no_harness_backend_or_loadgen() -> None:
