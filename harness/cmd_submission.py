@@ -22,9 +22,13 @@ from harness.errors import HarnessError
 EPILOG = """\
 examples:
   python -m harness submission --org MyOrg --system 1xH100_eager --division closed \\
-      --system-info my_system.toml runs/*-Offline-performance runs/*-Offline-accuracy \\
-      runs/*-Offline-TEST01 runs/*-Offline-TEST04
-  (template for --system-info: configs/submission/system.toml)
+      --system-info my_system.toml \\
+      runs/OFFLINE_PERF_RUN runs/OFFLINE_ACC_RUN runs/OFFLINE_TEST01_RUN runs/OFFLINE_TEST04_RUN \\
+      runs/SS_PERF_RUN runs/SS_ACC_RUN runs/SS_TEST01_RUN runs/SS_TEST04_RUN
+  Name one run directory of each kind per scenario (a glob such as runs/*-Offline-performance matches
+  every such run and is refused when it matches more than one). An edge system (the template's
+  system_type) submits SingleStream and Offline. Template for --system-info:
+  configs/submission/system.toml
 
 exit codes: 0 built, 2 bad input
 """
