@@ -160,7 +160,7 @@ def file_sha256(path: str | Path, cache_file: Path | None = None) -> str:
 
 
 def default_cache_dir() -> Path:
-    """The harness cache (same rule as harness.manifest.cache_dir; `accuracy` does not import harness)."""
+    """The harness cache (same rule as harness.run.manifest.cache_dir; `accuracy` does not import harness)."""
     return Path(os.environ.get("HARNESS_CACHE_DIR") or Path.home() / ".cache" / "t2i-harness")
 
 

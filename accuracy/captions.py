@@ -1,10 +1,10 @@
 """Captions for rescoring a log outside the harness: the MLPerf captions TSV, a TOML prompt pack, or a
 text file with one caption per line. Sample index = position, as in the harness's QSL.
 
-Each caption's category, as harness/prompts.py gives it: a pack entry's `category` ("uncategorized"
+Each caption's category, as harness/data/prompts.py gives it: a pack entry's `category` ("uncategorized"
 without one), "coco" for every TSV row, "uncategorized" for a text file.
 
-The TSV is read like the MLPerf scorer's `pandas.read_csv(sep="\\t")` (and harness/prompts.py): tab
+The TSV is read like the MLPerf scorer's `pandas.read_csv(sep="\\t")` (and harness/data/prompts.py): tab
 separated, `"`-quoted fields with `""` for a quote inside.
 """
 
@@ -24,8 +24,8 @@ else:  # pragma: no cover - Python 3.10
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_PROMPT_PACK = PROJECT_ROOT / "configs" / "prompts" / "default.toml"
-UNCATEGORIZED = "uncategorized"  # harness.prompts.UNCATEGORIZED (accuracy/ does not import harness)
-COCO_CATEGORY = "coco"  # harness.prompts.COCO_CATEGORY
+UNCATEGORIZED = "uncategorized"  # harness.data.prompts.UNCATEGORIZED (accuracy/ does not import harness)
+COCO_CATEGORY = "coco"  # harness.data.prompts.COCO_CATEGORY
 
 
 def read_captions(path: str | Path) -> list[str]:

@@ -1,7 +1,7 @@
 """Score an accuracy log: stream it, CLIP-score and Inception-embed the images batch by batch, compute
 the FID against reference statistics, judge the scores, and write accuracy.txt / accuracy.json.
 
-Used by the harness after an accuracy run (harness/accuracy_step.py) and by `python -m accuracy`.
+Used by the harness after an accuracy run (harness/run/accuracy_step.py) and by `python -m accuracy`.
 """
 
 from __future__ import annotations

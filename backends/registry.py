@@ -19,6 +19,9 @@ class BackendEntry:
     class_name: str
     extra: str | None = None  # pip extra that installs what the module imports
     summary: str = ""
+    # Compiles or builds per batch shape: it warms up every batch size the SUT will send, and a batch-size
+    # search (fit) must not probe sizes it would have to compile for.
+    fixed_shapes: bool = False
 
 
 BACKENDS: dict[str, BackendEntry] = {
@@ -35,6 +38,7 @@ BACKENDS: dict[str, BackendEntry] = {
     "torch-compile": BackendEntry(
         "backends.torch_compile",
         "TorchCompileBackend",
+        fixed_shapes=True,
         summary="diffusers-eager with torch.compile (denoiser; VAE decoder, text encoders by option)",
     ),
     "onnxruntime": BackendEntry(
@@ -47,9 +51,15 @@ BACKENDS: dict[str, BackendEntry] = {
         "backends.tensorrt_backend",
         "TensorRTBackend",
         extra="tensorrt",
+        fixed_shapes=True,
         summary="TensorRT engines built from the same ONNX export (NVIDIA GPU; not run yet)",
     ),
 }
+
+
+def has_fixed_shapes(name: str) -> bool:
+    entry = BACKENDS.get(name)
+    return entry is not None and entry.fixed_shapes
 
 
 def register(name: str, entry: BackendEntry) -> None:

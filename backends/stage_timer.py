@@ -9,7 +9,7 @@ synchronised until `finish()`, which the backend calls after its images are alre
 is what it would be without timing.
 
 The same boundaries can also open named ranges, independently of timing: `torch.profiler`
-ranges while harness/profiling.py records a trace, so the Chrome trace shows the stages, and NVTX
+ranges while harness/measure/profiling.py records a trace, so the Chrome trace shows the stages, and NVTX
 ranges on CUDA (`profile.nvtx`), so Nsight Systems does. `set_annotations` turns them on for this
 process; off (the default), nothing is opened.
 """

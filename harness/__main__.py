@@ -1,4 +1,4 @@
-from harness.cuda_allocator import apply_default_allocator_settings
+from harness.run.cuda_allocator import apply_default_allocator_settings
 
 apply_default_allocator_settings()  # before anything imports torch and starts CUDA
 

@@ -3,7 +3,7 @@
 Layers, lowest first: the dataclass defaults below, `configs/models/<model>.toml`, the user's
 `--config FILE.toml`, the explicit CLI flags, then `--set` overrides. LoadGen settings are layered
 the same way, except that the user.conf file (LoadGen's own format) is applied by LoadGen between
-the TOML layers and the `--set loadgen.*` overrides (see harness/loadgen_settings.py).
+the TOML layers and the `--set loadgen.*` overrides (see harness/loadgen/settings.py).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import ConfigError
-from harness.mlperf_rules import ROUNDS
+from harness.mlperf.rules import ROUNDS
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -45,7 +45,7 @@ class RunSection:
     output_dir: str = "runs"
     progress: bool = True  # rich progress bars on stderr
     # A LoadGen audit.config (compliance tests, `python -m harness compliance`): copied into the run
-    # directory, where LoadGen finds it, and applied after every other layer (harness/audit_config.py).
+    # directory, where LoadGen finds it, and applied after every other layer (harness/loadgen/audit_config.py).
     audit_config: str = ""
 
 
@@ -107,13 +107,13 @@ class WorkersSection:
     threads_per_worker: int = 0  # CPU backends: torch threads per worker; 0 = split the cores
     retries: int = 0  # re-send a failed batch to another worker up to this many times per run
     load_timeout_s: float = 600.0  # how long a worker process may take to load and warm up
-    ray_address: str = ""  # "auto" or "ray://host:port": one Ray actor per GPU (see harness/ray_workers.py)
+    ray_address: str = ""  # "auto" or "ray://host:port": one Ray actor per GPU (see harness/workers/ray_actors.py)
 
 
 @dataclass(frozen=True)
 class AccuracySection:
     sample_images: int = 4  # accuracy mode: PNGs of the first samples of each prompt category (contact sheets)
-    # Scoring after an accuracy run (harness/accuracy_step.py, accuracy/): CLIP score and FID.
+    # Scoring after an accuracy run (harness/run/accuracy_step.py, accuracy/): CLIP score and FID.
     score: bool = True  # false: only log the images (LoadGen AccuracyOnly), no CLIP/FID
     # Scorer files: a path; "" = where `python -m tools.fetch_assets` puts the real file;
     # "standin" = seeded random stand-ins built on first use (meaningless numbers; the tiny model).
@@ -164,8 +164,8 @@ class QualitySection:
 
 @dataclass(frozen=True)
 class MlperfSection:
-    # The MLPerf round this run is made for ("v6.0", "v6.1"; harness/mlperf_rules.py ROUNDS): LoadGen gets
-    # that round's seeds (harness/loadgen_settings.py), whatever the installed wheel embeds. "" = none:
+    # The MLPerf round this run is made for ("v6.0", "v6.1"; harness/mlperf/rules.py ROUNDS): LoadGen gets
+    # that round's seeds (harness/loadgen/settings.py), whatever the installed wheel embeds. "" = none:
     # the wheel's built-in seeds, and the run is not a submission candidate.
     round: str = ""
 

@@ -212,7 +212,7 @@ def make_scale(dest: Path, run_dirs: list[Path]) -> Path:
 
 def make_compare(dest: Path, fast: Path, slow: Path) -> Path:
     """compare.json as `python -m harness compare` writes it, from two real runs."""
-    from harness.compare import build_report, make_row
+    from harness.studies.compare import build_report, make_row
 
     rows = [make_row("fake", fast, 0, None, None), make_row("slow-fake", slow, 0, None, None)]
     report = build_report(rows, reference="fake", model="tiny", scenario="Offline", command=[], sets=[])

@@ -1,4 +1,4 @@
-"""The largest batch that fits: the search (harness/batch_fit.py) and `python -m harness fit`."""
+"""The largest batch that fits: the search (harness/studies/batch_fit.py) and `python -m harness fit`."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from harness import cmd_fit
-from harness.batch_fit import find_largest_batch, is_out_of_memory
+from harness.commands import fit as cmd_fit
+from harness.studies.batch_fit import find_largest_batch, is_out_of_memory
 
 
 def _memory_limit(limit: int, calls: list[int]):

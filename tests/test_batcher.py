@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from harness.batcher import Batcher, BatchPolicy, QueuedQuery
+from harness.sut.batcher import Batcher, BatchPolicy, QueuedQuery
 
 
 def _queries(indices: list[int]) -> list[QueuedQuery]:

@@ -15,10 +15,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from harness import mlperf_rules as rules
 from harness.config import to_toml
-from harness.submission import Builder, read_run
-from harness.submission_checker import check_tree
+from harness.mlperf import rules
+from harness.mlperf.checker import check_tree
+from harness.mlperf.submission import Builder, read_run
 from tests.conftest import ROOT
 
 V60 = rules.ROUNDS["v6.0"]

@@ -12,8 +12,8 @@ import pytest
 from PIL import Image
 
 from backends.fake import FakeBackend
-from harness.cuda_allocator import apply_default_allocator_settings
-from harness.prompts import load_prompts
+from harness.data.prompts import load_prompts
+from harness.run.cuda_allocator import apply_default_allocator_settings
 
 SCENARIOS = ["SingleStream", "Offline", "Server"]
 # Short development runs: a few seconds each on 2 cores.

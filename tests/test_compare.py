@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from harness.compare import build_report, image_parity, make_row, markdown, run_parity, write_chart
+from harness.studies.compare import build_report, image_parity, make_row, markdown, run_parity, write_chart
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -101,7 +101,7 @@ def test_report_speedups_and_input_check(tmp_path: Path) -> None:
 
 
 def test_the_median_round_is_reported(tmp_path: Path) -> None:
-    from harness.cmd_compare import _median_round
+    from harness.commands.compare import _median_round
 
     def run(name: str, sps: float, code: int = 0) -> tuple[Path, int, str | None]:
         (tmp_path / name).mkdir()

@@ -14,9 +14,9 @@ import mlperf_loadgen as lg
 import numpy as np
 import pytest
 
-from harness import compliance as verify
-from harness.audit_config import AUDIT_CONFIGS, apply_audit_config
 from harness.errors import ConfigError
+from harness.loadgen.audit_config import AUDIT_CONFIGS, apply_audit_config
+from harness.mlperf import compliance as verify
 from tests.conftest import ROOT
 
 # Short development runs of the tiny model: 8 prompts, batches of 8, half a second.
@@ -353,7 +353,7 @@ def test_the_clip_fid_fallback_says_why_it_cannot_score(tmp_path: Path) -> None:
     """A model with no accuracy window, no reference run and no scorer files: the fallback gets the
     reason instead of a scorer (it used to reach for the plan's missing scorer files and crash)."""
     pytest.importorskip("open_clip", reason="needs the accuracy extra")
-    from harness.cmd_compliance import _scorer
+    from harness.commands.compliance import _scorer
     from harness.config import resolve_config
 
     missing = tmp_path / "no-such-clip.pt"
@@ -418,7 +418,7 @@ def test_test04_singlestream_reads_the_90th_percentile_as_the_official_script(tm
 def test_a_loadgen_error_in_the_test_run_makes_the_verdict_file_fail(tmp_path: Path) -> None:
     """Scores within the rule, but the TEST04 run's LoadGen logged an error: verify_performance.txt must
     not say TEST PASS anywhere (the checker looks for that text on any line)."""
-    from harness.cmd_compliance import _verify_test04
+    from harness.commands.compliance import _verify_test04
     from harness.config import resolve_config
 
     perf, run = tmp_path / "perf", tmp_path / "test"

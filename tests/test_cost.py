@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from harness.config import CostSection
-from harness.cost import cost_figures, device_count, hourly_price
+from harness.measure.cost import cost_figures, device_count, hourly_price
 
 OFFLINE = {"scenario": "Offline", "samples_per_second": 2.0, "latency_ms": {"mean": 9000.0}}
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from harness.cuda_allocator import apply_default_allocator_settings
+from harness.run.cuda_allocator import apply_default_allocator_settings
 
 
 def test_the_default_is_expandable_segments_when_nothing_is_set() -> None:

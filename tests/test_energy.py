@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from harness.energy import cuda_device_indices, start_meter
+from harness.measure.energy import cuda_device_indices, start_meter
 
 
 def test_joules_per_image_from_the_counters_of_the_devices_used() -> None:

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from harness import first_image
+from harness.run import first_image
 
 
 @pytest.fixture

@@ -10,8 +10,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from harness.data.latents import LatentSource, load_latent_file, seeded_latents
 from harness.errors import ConfigError
-from harness.latents import LatentSource, load_latent_file, seeded_latents
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 MLPERF_LATENTS = PROJECT_ROOT.parent / "shared" / "data" / "mlperf-sdxl" / "latents.npy"

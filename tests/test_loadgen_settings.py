@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from harness import mlperf_rules as rules
 from harness.config import resolve_config
 from harness.errors import ConfigError
-from harness.loadgen_settings import build_test_settings, embedded_seeds, submission_blockers
+from harness.loadgen.settings import build_test_settings, embedded_seeds, submission_blockers
+from harness.mlperf import rules
 
 
 def test_tiny_uses_its_development_settings_and_the_official_seeds() -> None:

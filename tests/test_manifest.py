@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from harness.config import resolve_config
-from harness.manifest import nvidia_driver_version, performance_environment, round_record, what_ran
+from harness.run.manifest import nvidia_driver_version, performance_environment, round_record, what_ran
 
 
 def test_the_nvidia_driver_version_comes_from_proc(tmp_path: Path) -> None:

@@ -22,8 +22,8 @@ from backends.base import BackendError, PromptBatch
 from backends.diffusers_eager import DiffusersEagerBackend, DiffusersEagerOptions, pack_latents_2x2
 from backends.tiny_families import BUILDERS, FAMILIES, ensure_built_model
 from harness.config import resolve_config
-from harness.latents import LatentSource
-from harness.runner import latent_shape, model_spec
+from harness.data.latents import LatentSource
+from harness.run.runner import latent_shape, model_spec
 from tests.conftest import run_main
 
 SCENARIOS = ("SingleStream", "Offline", "Server")

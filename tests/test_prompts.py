@@ -8,14 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from harness.errors import ConfigError
-from harness.prompts import (
+from harness.data.prompts import (
     DEFAULT_PROMPT_PACK,
     PromptSet,
     load_coco_captions,
     load_prompt_pack,
     load_prompts,
 )
+from harness.errors import ConfigError
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 CAPTIONS_TSV = PROJECT_ROOT.parent / "shared" / "data" / "mlperf-sdxl" / "captions_source.tsv"

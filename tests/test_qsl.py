@@ -7,10 +7,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from harness.data.latents import LatentSource
+from harness.data.prompts import load_prompts
+from harness.data.qsl import QuerySampleLibrary
 from harness.errors import ConfigError
-from harness.latents import LatentSource
-from harness.prompts import load_prompts
-from harness.qsl import QuerySampleLibrary
 
 
 def _qsl(mode: str = "per-sample", count: int = 0) -> QuerySampleLibrary:

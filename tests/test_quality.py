@@ -18,9 +18,9 @@ from accuracy.lpips_diversity import LpipsDiversity, alexnet_trunk_keys, load_lp
 from accuracy.scorer import clip_by_category
 from accuracy.standins import ensure_standin_alexnet, synthetic_images
 from harness.config import resolve_config
+from harness.data.prompts import load_prompt_pack
 from harness.errors import ConfigError
-from harness.prompts import load_prompt_pack
-from harness.quality_step import diversity_indices, prepare
+from harness.run.quality_step import diversity_indices, prepare
 from tests.conftest import run_main
 
 PACK = """\

@@ -7,7 +7,7 @@ import re
 import pytest
 
 from harness.errors import ConfigError
-from harness.ray_workers import ray_log_level
+from harness.workers.ray_actors import ray_log_level
 
 pytest.importorskip("ray", reason="Ray is not installed (pip install -e '.[ray]')")
 

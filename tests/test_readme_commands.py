@@ -96,7 +96,7 @@ def _parser(argv: tuple[str, ...]) -> tuple[object, list[str]]:
     commands = cli.subcommands()
     if argv and argv[0] in commands:
         return importlib.import_module(commands[argv[0]]).build_parser(), list(argv[1:])
-    return cli.build_parser(), list(argv)
+    return importlib.import_module(commands[cli.DEFAULT_COMMAND]).build_parser(), list(argv)
 
 
 def _parse(command: Command) -> tuple[object, object | None, str]:

@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from harness.cmd_scale import COLUMNS
+from harness.commands.scale import COLUMNS
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -16,10 +16,10 @@ from backends.base import PromptBatch, PromptPreprocessor
 from backends.diffusers_eager import DiffusersEagerBackend, DiffusersEagerOptions
 from backends.tiny_families import ensure_built_model
 from harness.config import resolve_config
-from harness.latents import LatentSource
-from harness.prompts import load_prompts
-from harness.qsl import QuerySampleLibrary
-from harness.runner import latent_shape, model_spec
+from harness.data.latents import LatentSource
+from harness.data.prompts import load_prompts
+from harness.data.qsl import QuerySampleLibrary
+from harness.run.runner import latent_shape, model_spec
 from tests.conftest import SHARED
 
 MLPERF = SHARED / "data" / "mlperf-sdxl"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 from backends.stage_timer import StageTimer
-from harness.stage_stats import summarise_stages
+from harness.measure.stage_stats import summarise_stages
 
 
 def test_stages_are_contiguous_and_add_up() -> None:

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from harness import mlperf_rules as rules
-from harness.submission import truncate_accuracy_log
+from harness.mlperf import rules
+from harness.mlperf.submission import truncate_accuracy_log
 from tests.conftest import ROOT
 
 V60 = rules.ROUNDS["v6.0"]
@@ -282,7 +282,7 @@ def test_sdxl_with_the_fake_backend_runs_for_a_round(harness_cache: Path, tmp_pa
 def test_the_default_output_is_ignored_by_git() -> None:
     """A tree built with the default --output inside the checkout must not make every later run record
     `git.dirty: true` (issue 22, point 7)."""
-    from harness.cmd_submission import build_parser
+    from harness.commands.submission import build_parser
 
     default = build_parser().get_default("output")
     probe = f"{default}/closed/Org/systems/sys.json"

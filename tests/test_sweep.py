@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from harness.batch_ramp import ramp_batch_sizes, run_ramp
-from harness.cmd_sweep import RAMP_COLUMNS, ROW_COLUMNS, _result, peak_memory_mib
+from harness.commands.sweep import RAMP_COLUMNS, ROW_COLUMNS, _result, peak_memory_mib
 from harness.errors import ConfigError
-from harness.sweep_plan import SweepPlan, load_plan, override
+from harness.studies.batch_ramp import ramp_batch_sizes, run_ramp
+from harness.studies.sweep_plan import SweepPlan, load_plan, override
 
 ROOT = Path(__file__).resolve().parent.parent
 # Each point a short LoadGen run: 8 samples, no minimum duration to speak of.
@@ -165,7 +165,7 @@ def test_quality_puts_clip_into_the_rows(harness_cache: Path, tmp_path: Path) ->
     share = sum(c >= -3.8 for c in accuracy["clip_scores"]) / len(accuracy["clip_scores"])
     assert 0 < share < 1 and quality["accepted_share"] == pytest.approx(share)  # the rule splits the images
     for r in doc["rows"]:
-        # throughput: Offline's samples/s; SingleStream's 1 / mean latency (harness/cost.py)
+        # throughput: Offline's samples/s; SingleStream's 1 / mean latency (harness/measure/cost.py)
         ips = r["images_per_second"] if r["scenario"] == "Offline" else 1 / r["seconds_per_image"]
         assert r["cost_per_image_usd"] == pytest.approx(2.5 / 3600 / ips, rel=1e-4)
         assert r["images_per_usd"] == pytest.approx(1 / r["cost_per_image_usd"], rel=1e-3)
@@ -401,7 +401,7 @@ def test_a_fitted_batch_that_runs_out_of_memory_in_a_full_run_steps_down(
 
 
 def test_the_offline_floor_keeps_a_larger_query_count(tmp_path: Path, harness_cache: Path) -> None:
-    from harness.cmd_sweep import Sweep, build_parser
+    from harness.commands.sweep import Sweep, build_parser
 
     args = build_parser().parse_args(["--backend", "fake"])
     sweep = Sweep(args, SweepPlan(), tmp_path)

@@ -68,7 +68,7 @@ def engines(spec: ModelSpec) -> Iterator[Any]:
 @needs_gpu
 def test_contract_and_parity_with_eager_on_the_gpu(spec: ModelSpec, engines: Any) -> None:
     from backends.diffusers_eager import DiffusersEagerBackend, DiffusersEagerOptions
-    from harness.compare import image_parity
+    from harness.studies.compare import image_parity
 
     batch = make_batch(3, seed=5)
     out = engines.generate(batch).images

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.loadgen_log import Verdict, read_detail_log
-from harness.rerun import rerun_sets
+from harness.loadgen.logs import Verdict, read_detail_log
+from harness.studies.rerun import rerun_sets
 
 
 def _mllog(path: Path, values: dict[str, object]) -> Path:
@@ -120,9 +120,9 @@ def _slow_run(*args: object, **kwargs: object) -> subprocess.CompletedProcess[st
 def test_a_sweep_point_prints_a_line_every_few_seconds_without_a_tty(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
-    from harness import cmd_sweep
+    from harness.commands import sweep as cmd_sweep
     from harness.console import Heartbeat
-    from harness.sweep_plan import SweepPlan
+    from harness.studies.sweep_plan import SweepPlan
 
     monkeypatch.setattr(Heartbeat, "interval_s", 0.1)
     monkeypatch.setattr(cmd_sweep.subprocess, "run", _slow_run)
@@ -136,7 +136,7 @@ def test_a_sweep_point_prints_a_line_every_few_seconds_without_a_tty(
 def test_a_compare_run_prints_a_line_every_few_seconds_without_a_tty(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
-    from harness import cmd_compare
+    from harness.commands import compare as cmd_compare
     from harness.console import Heartbeat
 
     monkeypatch.setattr(Heartbeat, "interval_s", 0.1)
@@ -178,9 +178,9 @@ def test_bad_configuration_is_found_before_the_inputs_are_prepared(
 ) -> None:
     import torch
 
-    from harness import runner
     from harness.config import resolve_config
     from harness.errors import ConfigError
+    from harness.run import runner
 
     if "backend.device" in sets and torch.cuda.is_available():
         pytest.skip("this machine has CUDA")
@@ -199,9 +199,9 @@ def test_bad_configuration_is_found_before_the_inputs_are_prepared(
 
 
 def test_compare_and_scale_rows_carry_the_reason_into_the_report(tmp_path: Path) -> None:
-    from harness.compare import build_report, make_row, markdown
     from harness.report.collect import DirData
     from harness.report.problems import problems
+    from harness.studies.compare import build_report, make_row, markdown
 
     reason = "early stopping not met: Would need to run at least 319 more queries"
     run = tmp_path / "run"

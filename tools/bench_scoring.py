@@ -47,7 +47,7 @@ def _child(args: argparse.Namespace) -> int:
 
     from accuracy.scorer import ScorerSpec, score_log
     from accuracy.standins import ensure_standin_files
-    from harness.manifest import cache_dir
+    from harness.run.manifest import cache_dir
 
     torch.set_num_threads(os.cpu_count() or 1)
     files = ensure_standin_files(cache_dir() / "accuracy-standins")

@@ -167,7 +167,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _cache_dir() -> Path:
-    from harness.manifest import cache_dir
+    from harness.run.manifest import cache_dir
 
     return cache_dir()
 

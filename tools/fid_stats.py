@@ -110,7 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _weights(value: str | None) -> Path:
     from accuracy.assets import ASSETS, default_asset_dir
     from accuracy.standins import STANDIN, ensure_standin_files
-    from harness.manifest import cache_dir
+    from harness.run.manifest import cache_dir
 
     if value == STANDIN:
         return ensure_standin_files(cache_dir() / "accuracy-standins").inception_weights

@@ -18,14 +18,14 @@ import tempfile
 import time
 from pathlib import Path
 
-from harness.batcher import Batcher
 from harness.config import resolve_config
 from harness.errors import HarnessError
-from harness.loadgen_log import read_detail_log
-from harness.loadgen_settings import build_test_settings
-from harness.runner import batch_policy, direct_batch, drive_loadgen, make_backend, prepare_inputs
-from harness.sut import SystemUnderTest
-from harness.workers import InProcessWorker
+from harness.loadgen.logs import read_detail_log
+from harness.loadgen.settings import build_test_settings
+from harness.run.runner import batch_policy, direct_batch, drive_loadgen, make_backend, prepare_inputs
+from harness.sut.batcher import Batcher
+from harness.sut.python_sut import SystemUnderTest
+from harness.workers.in_process import InProcessWorker
 
 
 def main(argv: list[str] | None = None) -> int:

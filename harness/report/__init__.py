@@ -6,7 +6,7 @@
 Inputs are run directories (summary.json) and sweep, scale and compare directories (sweep.json, scale.json,
 compare.json). The output folder gets report.md, report.html, figures/<name>.png (the figures report.md
 links; report.html embeds them) and tables/<name>.csv + .json. Bad input raises HarnessError before
-anything is written. `python -m harness report` (harness/cmd_report.py) is the command line.
+anything is written. `python -m harness report` (harness/commands/report.py) is the command line.
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """A contact sheet per run: the PNGs an accuracy-mode run saved (images/sample_NNNNN.png), one row per
-prompt category. Sample index i is prompt i of the run's prompt pack (harness.qsl), so the category comes
+prompt category. Sample index i is prompt i of the run's prompt pack (harness.data.qsl), so the category comes
 from the pack named in manifest.json, when it is still there and unchanged (same SHA-256)."""
 
 from __future__ import annotations
@@ -8,8 +8,8 @@ import io
 import logging
 from pathlib import Path
 
+from harness.data.prompts import load_prompts
 from harness.errors import HarnessError
-from harness.prompts import load_prompts
 from harness.report.collect import RunData
 
 log = logging.getLogger(__name__)

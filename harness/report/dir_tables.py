@@ -8,10 +8,9 @@ from __future__ import annotations
 from statistics import mean
 from typing import Any
 
-from harness import cmd_scale as scale
-from harness import cmd_sweep as sweep
 from harness.report.collect import DirData
 from harness.report.document import Table
+from harness.studies import rows as study_rows
 
 # The producers' columns (sweep.json rows, quality, ramp; scale.json rows) are the contract: the report
 # shows them with `run` first and without the run_dir path.
@@ -39,12 +38,12 @@ SWEEP_COST_COLUMNS = [
     "first_image_warm_s",
     "loadgen_validity",
 ]
-SWEEP_QUALITY_COLUMNS = ["run", *(c for c in sweep.QUALITY_COLUMNS if c != "run_dir")]
-SWEEP_RAMP_COLUMNS = ["run", *sweep.RAMP_COLUMNS]
-SWEEP_FIT_COLUMNS = ["run", *(c for c in sweep.FIT_COLUMNS if c != "run_dir")]
+SWEEP_QUALITY_COLUMNS = ["run", *(c for c in study_rows.QUALITY_COLUMNS if c != "run_dir")]
+SWEEP_RAMP_COLUMNS = ["run", *study_rows.RAMP_COLUMNS]
+SWEEP_FIT_COLUMNS = ["run", *(c for c in study_rows.FIT_COLUMNS if c != "run_dir")]
 SWEEP_STEPS_COLUMNS = ["run", "resolution", "steps", "clip_score", "seconds_per_image"]
 SWEEP_CATEGORY_COLUMNS = ["run", "resolution", "steps", "category", "clip_score", "count"]
-SCALE_COLUMNS = ["run", *(c for c in scale.COLUMNS if c != "run_dir")]
+SCALE_COLUMNS = ["run", *(c for c in study_rows.SCALE_COLUMNS if c != "run_dir")]
 COMPARE_COLUMNS = [
     "run",
     "backend",

@@ -1,0 +1,272 @@
+"""`python -m harness compare`: the same benchmark on several backends, side by side.
+
+    python -m harness compare --backends diffusers-eager,torch-compile,onnxruntime --scenario Offline
+
+Each backend runs in its own process (`python -m harness ...`, so one backend's threads, caches and
+compiled code cannot touch another's), first a performance run, then an accuracy-mode run of a few
+samples whose logged images are compared with the reference backend's. All runs get the same
+model, scenario, prompts, latents and `--set` overrides; `--backend-set NAME:KEY=VALUE` adds an
+override for one backend only (e.g. `torch-compile:backend.mode=max-autotune`). The compare run
+directory gets compare.md, compare.json, compare.png, the runs themselves under runs/, and each
+run's output under logs/. Exit code 0 when every run succeeded, 1 when one failed (the report says
+which), 2 on bad input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from backends.registry import BACKENDS
+from harness.commands._shared import fail
+from harness.config import PROJECT_ROOT, SCENARIOS, available_models
+from harness.console import Heartbeat
+from harness.loadgen.logs import Verdict
+from harness.run.run_dir import write_json
+from harness.studies.compare import build_report, make_row, markdown, read_run, run_parity, write_chart
+
+log = logging.getLogger("harness.studies.compare")
+
+DEFAULT_BACKENDS = "diffusers-eager,torch-compile,onnxruntime"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m harness compare",
+        description="Run several backends on the same model, scenario, prompts and latents, each in its own "
+        "process, and write compare.md, compare.json and compare.png: throughput, latency, speedup over the "
+        "reference, setup (compile / export / build) time, peak memory, and image parity against the reference.",
+        epilog="example: python -m harness compare --backends diffusers-eager,torch-compile,onnxruntime "
+        "--scenario Offline --set sut.batch_size=8",
+    )
+    p.add_argument(
+        "--backends",
+        default=DEFAULT_BACKENDS,
+        help=f"comma-separated backends, from: {', '.join(sorted(BACKENDS))}. Default: {DEFAULT_BACKENDS}",
+    )
+    p.add_argument("--reference", default="diffusers-eager", help="the backend the others are measured against")
+    p.add_argument("--scenario", choices=SCENARIOS, default="Offline", help="LoadGen scenario. Default: Offline")
+    p.add_argument("--model", default="tiny", help=f"model config: {', '.join(available_models())}. Default: tiny")
+    p.add_argument("--model-path", metavar="DIR", help="local diffusers pipeline folder, as for python -m harness")
+    p.add_argument("--config", metavar="FILE.toml", help="a TOML layer for every run, as for python -m harness")
+    p.add_argument("--user-conf", metavar="FILE", help="a LoadGen user.conf for every run")
+    p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE", help="for every run")
+    p.add_argument(
+        "--backend-set",
+        dest="backend_sets",
+        action="append",
+        default=[],
+        metavar="NAME:KEY=VALUE",
+        help="an override for one backend's runs only, e.g. torch-compile:backend.regional=true",
+    )
+    p.add_argument(
+        "--parity-samples",
+        type=int,
+        default=8,
+        metavar="N",
+        help="samples in each backend's accuracy-mode run for image parity; 0 skips parity. Default: 8",
+    )
+    p.add_argument(
+        "--output-dir", metavar="DIR", default="runs", help="where the compare directory goes. Default: runs/"
+    )
+    p.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        metavar="N",
+        help="performance runs per backend, taken round-robin; the median one is reported (all are in "
+        "compare.json). Default: 1",
+    )
+    p.add_argument("--timeout-s", type=float, default=3600.0, help="limit for each run. Default: 3600")
+    return p
+
+
+def _parse(argv: list[str]) -> tuple[argparse.Namespace, list[str], dict[str, list[str]]] | str:
+    args = build_parser().parse_args(argv)
+    backends = [b.strip() for b in args.backends.split(",") if b.strip()]
+    unknown = [b for b in backends if b not in BACKENDS]
+    if unknown:
+        return f"unknown backend {unknown[0]!r}; choose from: {', '.join(sorted(BACKENDS))}"
+    if len(set(backends)) != len(backends) or len(backends) < 2:
+        return f"--backends needs at least two different backends, got {args.backends!r}"
+    if args.reference not in backends:
+        return f"--reference {args.reference!r} is not in --backends ({', '.join(backends)})"
+    if args.model not in available_models():
+        return f"unknown model {args.model!r}; choose one of: {', '.join(available_models())}"
+    if args.rounds < 1:
+        return f"--rounds must be >= 1, got {args.rounds}"
+    if args.parity_samples < 0:
+        return f"--parity-samples must be >= 0, got {args.parity_samples}"
+    per_backend: dict[str, list[str]] = {b: [] for b in backends}
+    for item in args.backend_sets:
+        name, sep, override = item.partition(":")
+        if not sep or name not in per_backend or "=" not in override:
+            return f"--backend-set expects NAME:KEY=VALUE with NAME one of {', '.join(backends)}, got {item!r}"
+        per_backend[name].append(override)
+    return args, backends, per_backend
+
+
+def main(argv: list[str] | None = None) -> int:
+    parsed = _parse(list(sys.argv[1:] if argv is None else argv))
+    if isinstance(parsed, str):
+        return fail(parsed)
+    args, backends, per_backend = parsed
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    log.propagate = False
+
+    out = (
+        Path(args.output_dir).expanduser().resolve()
+        / f"{time.strftime('%Y%m%d-%H%M%S')}-compare-{args.model}-{args.scenario}"
+    )
+    out.mkdir(parents=True, exist_ok=False)
+    (out / "runs").mkdir()
+    (out / "logs").mkdir()
+    log.info("compare: %s on %s, %s -> %s", ", ".join(backends), args.model, args.scenario, out)
+
+    common = ["--model", args.model, "--scenario", args.scenario]
+    for flag, value in (("--model-path", args.model_path), ("--config", args.config), ("--user-conf", args.user_conf)):
+        if value:
+            common += [flag, value]
+    for s in args.sets:
+        common += ["--set", s]
+
+    # Performance runs, round-robin over the backends for each round, so that a machine whose load
+    # drifts (a shared CI box) weighs on every backend alike; each backend's median round is reported.
+    perf: dict[str, list[tuple[Path | None, int, str | None]]] = {b: [] for b in backends}
+    extras = {b: [a for s in per_backend[b] for a in ("--set", s)] for b in backends}
+    for _ in range(args.rounds):
+        for backend in backends:
+            perf[backend].append(_run(out, backend, "performance", [*common, *extras[backend]], args.timeout_s))
+
+    rows: list[dict[str, Any]] = []
+    accuracy_dirs: dict[str, Path | None] = {}
+    for backend in backends:
+        perf_dir, code, error = _median_round(perf[backend])
+        acc_dir = None
+        if args.parity_samples and code == 0:
+            n = str(args.parity_samples)
+            # Only the logged images matter here: no CLIP / FID scoring of these few samples.
+            acc_args = [
+                *common,
+                *extras[backend],
+                "--set",
+                f"dataset.count={n}",
+                "--set",
+                f"accuracy.sample_images={n}",
+            ]
+            acc_args += ["--set", "accuracy.score=false"]
+            acc_dir, acc_code, acc_error = _run(out, backend, "accuracy", acc_args, args.timeout_s)
+            if acc_code != 0:
+                log.error("compare: the accuracy run of %s failed: %s", backend, acc_error)
+                acc_dir = None
+        accuracy_dirs[backend] = acc_dir
+        row = make_row(backend, perf_dir, code, error, acc_dir)
+        row["rounds"] = [
+            {
+                "run_dir": str(d) if d else None,
+                "exit_code": c,
+                "samples_per_second": read_run(d)["summary"].get("samples_per_second"),
+            }
+            for d, c, _ in perf[backend]
+        ]
+        rows.append(row)
+
+    ref_dir = accuracy_dirs.get(args.reference)
+    for row in rows:
+        other = accuracy_dirs.get(row["backend"])
+        if row["backend"] == args.reference or not args.parity_samples:
+            continue
+        if ref_dir is None or other is None:
+            row["parity_error"] = "the reference's or this backend's accuracy run is missing"
+            continue
+        try:
+            row["parity"] = run_parity(ref_dir, other).to_dict()
+        except (OSError, ValueError) as exc:
+            row["parity_error"] = str(exc)
+
+    first = next((r["run_dir"] for r in rows if r["run_dir"]), None)
+    host = read_run(Path(first))["manifest"].get("host") if first else None
+    report = build_report(
+        rows,
+        reference=args.reference,
+        model=args.model,
+        scenario=args.scenario,
+        command=["python", "-m", "harness", "compare", *(argv if argv is not None else sys.argv[1:])],
+        sets=list(args.sets),
+        host=host,
+    )
+    write_json(out / "compare.json", report)
+    text = markdown(report)
+    (out / "compare.md").write_text(text, encoding="utf-8")
+    write_chart(report, out / "compare.png")
+    print(text)
+    from harness.report import write_report
+
+    md, html = write_report([out], out)
+    print(f"report: {md}, {html}")
+    print(f"compare directory: {out}")
+    failed = [r["backend"] for r in rows if r["status"] != "ok"]
+    if failed:
+        print(f"error: {len(failed)} backend run(s) failed: {', '.join(failed)}; see {out / 'logs'}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _median_round(results: list[tuple[Path | None, int, str | None]]) -> tuple[Path | None, int, str | None]:
+    """The round with the median throughput; the first failed round if any failed."""
+    failed = [r for r in results if r[1] != 0]
+    if failed:
+        return failed[0]
+    ranked = sorted(results, key=lambda r: read_run(r[0])["summary"].get("samples_per_second") or 0.0)
+    return ranked[(len(ranked) - 1) // 2]
+
+
+def _run(out: Path, backend: str, mode: str, args: list[str], timeout_s: float) -> tuple[Path | None, int, str | None]:
+    """One `python -m harness` run; (its run directory, exit code, last error line)."""
+    runs = out / "runs"
+    before = set(runs.iterdir())
+    cmd = [sys.executable, "-m", "harness", "--backend", backend, "--mode", mode, "--output-dir", str(runs)]
+    cmd += ["--no-progress", *args]
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(PROJECT_ROOT), env.get("PYTHONPATH", "")) if p)
+    log_path = out / "logs" / f"{backend}-{mode}.log"
+    log.info("compare: %s %s ...", backend, mode)
+    start = time.perf_counter()
+    try:
+        with log_path.open("w", encoding="utf-8") as f:
+            f.write(" ".join(cmd) + "\n\n")
+            f.flush()
+            with Heartbeat(f"compare: {backend} {mode}"):  # without a terminal, a line every few seconds
+                proc = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, env=env, timeout=timeout_s, check=False)
+        code = proc.returncode
+    except subprocess.TimeoutExpired:
+        code = 124
+    created = sorted(set(runs.iterdir()) - before)
+    run_dir = created[-1] if created else None
+    error = None
+    if code != 0:
+        lines = [ln for ln in log_path.read_text(encoding="utf-8").splitlines() if ln.startswith("error:")]
+        error = lines[-1].removeprefix("error: ") if lines else f"exit code {code} (see {log_path})"
+        if code == 124:
+            error = f"timed out after {timeout_s:.0f} s"
+    summary = read_run(run_dir)["summary"]
+    sps = summary.get("samples_per_second")
+    verdict = Verdict.from_summary(summary)
+    log.info(
+        "compare: %s %s %s in %.1f s%s",
+        backend,
+        mode,
+        "done" if code == 0 else f"FAILED ({error})",
+        time.perf_counter() - start,
+        f": {sps:.3f} samples/s, LoadGen {verdict.label()}" if (mode == "performance" and sps) else "",
+    )
+    return run_dir, code, error

@@ -1,0 +1,1 @@
+"""The run's inputs: prompts, latents, and the query sample library over them."""

@@ -1,0 +1,1 @@
+"""LoadGen plumbing: settings layering, log reading, audit configs."""

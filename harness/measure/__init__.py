@@ -1,0 +1,1 @@
+"""What a run measures besides LoadGen: stage times, profiles, energy, cost, time to first image."""

@@ -1,0 +1,1 @@
+"""MLPerf's rules: the rounds, compliance tests, the submission tree and its checker."""

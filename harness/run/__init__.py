@@ -1,0 +1,1 @@
+"""One benchmark run: model resolution, the run itself, its accuracy/quality steps and its records."""

@@ -1,0 +1,1 @@
+"""Where batches run: in-process, a process pool, Ray actors."""
