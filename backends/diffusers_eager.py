@@ -8,7 +8,7 @@ other backend is compared against for image parity.
 
 Weights come from a local diffusers folder (`ModelSpec.path`, loaded with `local_files_only`), or,
 with `ModelSpec.weights == "random"`, the full-size architecture is built on the device from the
-published component configs (backends/random_weights.py). SDXL-shaped pipelines can take prompts
+published component configs (backends/models/random_weights.py). SDXL-shaped pipelines can take prompts
 pre-tokenized at QSL load (`preprocess_prompts`, backends/pretokenize.py), as the MLPerf reference does.
 """
 
@@ -271,7 +271,7 @@ class DiffusersEagerBackend:
 
     def _build_random(self, device: torch.device) -> Any:
         """The full-size architecture from the published configs, random weights, built on `device`."""
-        from backends.random_weights import build_from_folder
+        from backends.models.random_weights import build_from_folder
 
         if not self.model.components or not Path(self.model.components).is_dir():
             raise BackendError(

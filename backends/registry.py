@@ -42,13 +42,13 @@ BACKENDS: dict[str, BackendEntry] = {
         summary="diffusers-eager with torch.compile (denoiser; VAE decoder, text encoders by option)",
     ),
     "onnxruntime": BackendEntry(
-        "backends.onnxruntime_backend",
+        "backends.onnx_family.onnxruntime_backend",
         "OnnxRuntimeBackend",
         extra="onnx",
         summary="SDXL-family pipelines exported to ONNX, run with ONNX Runtime execution providers",
     ),
     "tensorrt": BackendEntry(
-        "backends.tensorrt_backend",
+        "backends.onnx_family.tensorrt_backend",
         "TensorRTBackend",
         extra="tensorrt",
         fixed_shapes=True,

@@ -65,7 +65,7 @@ class ModelSection:
     mlperf_name: str = ""  # LoadGen's model name in user.conf, e.g. "stable-diffusion-xl"
     development_only: bool = False  # never valid for an MLPerf submission (the tiny model)
     hub_id: str = ""  # where the real weights are published, named in the "weights missing" error
-    builder: str = ""  # builds the weights in code instead (backends/tiny_families.py BUILDERS)
+    builder: str = ""  # builds the weights in code instead (backends/models/tiny_families.py BUILDERS)
     weights: str = "pretrained"  # "pretrained": a folder; "random": full size from `components`
     components: str = ""  # published component configs (model_index.json, ...) for weights = "random"
     latent_layout: str = "nchw"  # what the pipeline's latents= takes; "flux-packed": 2x2 patches packed

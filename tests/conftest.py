@@ -80,7 +80,7 @@ def one_torch_thread() -> Iterator[None]:
 @pytest.fixture(scope="module")
 def spec(harness_cache: Path) -> ModelSpec:
     """The tiny SDXL-shaped model as backends see it: 8 steps, guidance 8, 64 x 64."""
-    from backends.tiny_model import ensure_tiny_model
+    from backends.models.tiny_model import ensure_tiny_model
 
     return ModelSpec("tiny", str(ensure_tiny_model(harness_cache)), "StableDiffusionXLPipeline", 8, 8.0, 64, 64)
 

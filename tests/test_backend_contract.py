@@ -20,8 +20,8 @@ import pytest
 
 from backends.base import Backend, BackendError, ModelSpec, PromptBatch
 from backends.diffusers_eager import DiffusersEagerBackend, DiffusersEagerOptions
+from backends.models.tiny_model import tiny_latent_shape
 from backends.registry import backend_class
-from backends.tiny_model import tiny_latent_shape
 from harness.studies.compare import Parity, image_parity
 
 # A batch of N against N single runs, in uint8 steps: as for diffusers eager (tests/test_diffusers_eager.py).

@@ -13,8 +13,8 @@ import torch
 
 from backends.base import Backend, BackendError, ModelSpec, PromptBatch
 from backends.diffusers_eager import DiffusersEagerBackend, DiffusersEagerOptions, to_uint8_nhwc
+from backends.models.tiny_model import tiny_latent_shape
 from backends.registry import backend_class
-from backends.tiny_model import tiny_latent_shape
 
 # A batch of N against N single runs, float32 on the CPU, in uint8 units. Measured here: at most 1,
 # on 4 of 98,304 values for a batch of 8 (batched kernels sum in another order); a batch of 3 was

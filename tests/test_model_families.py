@@ -1,7 +1,7 @@
 """Every model family through the same eager backend: UNet and transformer denoisers, CLIP, T5 and
 Qwen3 text encoders, DDPM-style and flow-matching schedulers, packed and patchified latents.
 
-The tiny families (backends/tiny_families.py) run through all three LoadGen scenarios via the CLI's
+The tiny families (backends/models/tiny_families.py) run through all three LoadGen scenarios via the CLI's
 own entry point (`harness.cli.main`, in this process: a subprocess per run would pay the torch
 import twelve times). One run goes through `python -m harness` in a subprocess as well.
 """
@@ -20,7 +20,7 @@ import torch
 
 from backends.base import BackendError, PromptBatch
 from backends.diffusers_eager import DiffusersEagerBackend, DiffusersEagerOptions, pack_latents_2x2
-from backends.tiny_families import BUILDERS, FAMILIES, ensure_built_model
+from backends.models.tiny_families import BUILDERS, FAMILIES, ensure_built_model
 from harness.config import resolve_config
 from harness.data.latents import LatentSource
 from harness.run.runner import latent_shape, model_spec

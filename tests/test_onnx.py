@@ -17,7 +17,8 @@ pytest.importorskip("onnxruntime", reason="needs the onnx extra: pip install -e 
 import onnxruntime as ort  # noqa: E402
 
 from backends.base import BackendError, ModelSpec, PromptBatch  # noqa: E402
-from backends.onnx_export import (  # noqa: E402
+from backends.models.tiny_model import tiny_latent_shape  # noqa: E402
+from backends.onnx_family.export import (  # noqa: E402
     COMPONENTS,
     INPUTS,
     ExportOptions,
@@ -30,9 +31,8 @@ from backends.onnx_export import (  # noqa: E402
     latent_size,
     read_sdxl_folder,
 )
-from backends.onnxruntime_backend import OnnxRuntimeBackend, OnnxRuntimeOptions  # noqa: E402
-from backends.sdxl_loop import SDXLLoop  # noqa: E402
-from backends.tiny_model import tiny_latent_shape  # noqa: E402
+from backends.onnx_family.onnxruntime_backend import OnnxRuntimeBackend, OnnxRuntimeOptions  # noqa: E402
+from backends.onnx_family.sdxl_loop import SDXLLoop  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

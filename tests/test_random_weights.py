@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from backends.base import BackendError
-from backends.random_weights import (
+from backends.models.random_weights import (
     build_from_folder,
     build_pipeline,
     offline_clip_tokenizer,
@@ -237,7 +237,7 @@ def empty_hub_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def test_missing_weights_name_what_to_download(
     model: str, empty_hub_cache: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    code, _ = run_main("--model", model, out=tmp_path / "runs")
+    code, _ = run_main("--model", model, "--set", "backend.device=cpu", out=tmp_path / "runs")
     errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
     hub_id = _model_config(model).hub_id
     assert code == 2 and len(errors) == 1
@@ -263,7 +263,11 @@ def test_weights_in_the_local_hub_cache_are_found_offline(empty_hub_cache: Path)
         (["--set", "model.weights=random"], "model 'tiny' has no published component configs"),
         (["--model", "sdxl", "--model-path", ".", "--set", "model.weights=random"], "drop --model-path"),
         (["--set", "model.weights=randm"], "model.weights 'randm' is not allowed; choose one of: pretrained, random"),
-        (["--model", "sdxl", "--set", "model.weights=random", "--set", "model.components=/nowhere"], "/nowhere"),
+        (
+            ["--model", "sdxl", "--set", "model.weights=random", "--set", "backend.device=cpu"]
+            + ["--set", "model.components=/nowhere"],
+            "/nowhere",
+        ),
     ],
 )
 def test_bad_random_weight_requests_are_one_line(

@@ -14,7 +14,7 @@ import torch
 
 from backends.base import PromptBatch, PromptPreprocessor
 from backends.diffusers_eager import DiffusersEagerBackend, DiffusersEagerOptions
-from backends.tiny_families import ensure_built_model
+from backends.models.tiny_families import ensure_built_model
 from harness.config import resolve_config
 from harness.data.latents import LatentSource
 from harness.data.prompts import load_prompts

@@ -17,8 +17,8 @@ import pytest
 import torch
 
 from backends.base import BackendError, ModelSpec, PromptBatch
+from backends.models.tiny_model import ensure_tiny_model, tiny_latent_shape
 from backends.registry import BACKENDS, backend_class
-from backends.tiny_model import ensure_tiny_model, tiny_latent_shape
 
 HAVE_TENSORRT = importlib.util.find_spec("tensorrt") is not None
 SKIP_REASON = (
@@ -102,11 +102,11 @@ def test_engines_come_from_the_cache_the_second_time(spec: ModelSpec, engines: A
 
 @pytest.fixture
 def trt_module(monkeypatch: pytest.MonkeyPatch) -> Any:
-    """backends.tensorrt_backend, imported against the real tensorrt if installed, else against a
+    """backends.onnx_family.tensorrt_backend, imported against the real tensorrt if installed, else against a
     stub with just the names it reads at import time: enough to check its options here."""
     # Everything else it imports first, with the real environment (torch probes for tensorrt).
     import backends.diffusers_eager  # noqa: F401
-    import backends.sdxl_loop  # noqa: F401
+    import backends.onnx_family.sdxl_loop  # noqa: F401
 
     if not HAVE_TENSORRT:
         stub = types.ModuleType("tensorrt")
@@ -116,11 +116,11 @@ def trt_module(monkeypatch: pytest.MonkeyPatch) -> Any:
         )
         stub.Logger = type("Logger", (), {"WARNING": 2, "__init__": lambda self, level=2: None})  # type: ignore[attr-defined]
         monkeypatch.setitem(sys.modules, "tensorrt", stub)
-    monkeypatch.delitem(sys.modules, "backends.tensorrt_backend", raising=False)
-    import backends.tensorrt_backend as module
+    monkeypatch.delitem(sys.modules, "backends.onnx_family.tensorrt_backend", raising=False)
+    import backends.onnx_family.tensorrt_backend as module
 
     yield module
-    sys.modules.pop("backends.tensorrt_backend", None)
+    sys.modules.pop("backends.onnx_family.tensorrt_backend", None)
 
 
 @pytest.mark.parametrize(

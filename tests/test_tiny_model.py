@@ -18,9 +18,9 @@ from diffusers import (
 )
 from transformers import CLIPTextModel, CLIPTextModelWithProjection
 
-from backends import tiny_model
 from backends.base import BackendError
-from backends.tiny_model import (
+from backends.models import tiny_model
+from backends.models.tiny_model import (
     TINY_CONFIG,
     build_tiny_pipeline,
     default_cache_dir,

@@ -13,8 +13,8 @@ import pytest
 
 from backends.base import BackendError, ModelSpec, PromptBatch
 from backends.diffusers_eager import DiffusersEagerBackend, DiffusersEagerOptions
+from backends.models.tiny_model import tiny_latent_shape
 from backends.registry import backend_class
-from backends.tiny_model import tiny_latent_shape
 from backends.torch_compile import TorchCompileBackend, TorchCompileOptions
 from harness.config import resolve_config
 from harness.errors import ConfigError

@@ -94,16 +94,7 @@ def resolve_model_path(cfg: RunConfig) -> str:
     saying what to download and where.
     """
     m = cfg.model
-    if m.weights == "random" and cfg.run.mode == "accuracy":
-        raise ConfigError(
-            f"accuracy mode needs trained weights, but model.weights is 'random' (model {m.name!r}): its "
-            "images are noise; use --set model.weights=pretrained with --model-path DIR"
-        )
-    if m.weights == "random" and m.path:
-        raise ConfigError(
-            f"model.weights is 'random', which builds the model, but a model folder was given too ({m.path!r}); "
-            "drop --model-path, or use --set model.weights=pretrained"
-        )
+    _check_weights(cfg)
     if m.path:
         path = Path(m.path).expanduser()
         if not (path / "model_index.json").is_file():
@@ -113,7 +104,7 @@ def resolve_model_path(cfg: RunConfig) -> str:
     if cfg.run.backend in BACKENDS_WITHOUT_WEIGHTS or m.weights == "random":
         return ""
     if m.builder:
-        from backends.tiny_families import BUILDERS, ensure_built_model
+        from backends.models.tiny_families import BUILDERS, ensure_built_model
 
         if m.builder not in BUILDERS:
             raise ConfigError(f"model.builder {m.builder!r} is not known; choose one of: {', '.join(BUILDERS)}")
@@ -258,10 +249,25 @@ def make_backend(cfg: RunConfig, spec: ModelSpec) -> Backend:
         raise ConfigError(str(exc)) from exc
 
 
+def _check_weights(cfg: RunConfig) -> None:
+    m = cfg.model
+    if m.weights == "random" and cfg.run.mode == "accuracy":
+        raise ConfigError(
+            f"accuracy mode needs trained weights, but model.weights is 'random' (model {m.name!r}): its "
+            "images are noise; use --set model.weights=pretrained with --model-path DIR"
+        )
+    if m.weights == "random" and m.path:
+        raise ConfigError(
+            f"model.weights is 'random', which builds the model, but a model folder was given too ({m.path!r}); "
+            "drop --model-path, or use --set model.weights=pretrained"
+        )
+
+
 def validate_config(cfg: RunConfig) -> Any:
     """Everything about the configuration that can be checked in a second, before the inputs are prepared
     (the model folder, prompts and latents take seconds): the backend and its options, a CUDA device this
     machine lacks, the latent shape, and LoadGen's settings. Returns the LoadGen TestSettings."""
+    _check_weights(cfg)
     _, options = _backend_options(cfg)
     devices = [d.strip() for d in cfg.workers.devices.split(",") if d.strip()] or [str(getattr(options, "device", ""))]
     if not cfg.workers.ray_address and any(d.startswith("cuda") for d in devices):  # Ray actors may run elsewhere

@@ -13,11 +13,11 @@ parameters, the way diffusers' own pipeline tests build theirs:
 | `tiny-flux2` | Flux2KleinPipeline        | FLUX.2 transformer, patchified latents    | Qwen3               |
 
 They are built by the same code that builds full-size random-weight pipelines
-(`backends.random_weights.build_pipeline`), saved once into the harness cache, and from then on
+(`backends.models.random_weights.build_pipeline`), saved once into the harness cache, and from then on
 loaded through `from_pretrained` like real weights. A model config selects one with
 `model.builder = "<name>"`.
 
-    from backends.tiny_families import ensure_built_model
+    from backends.models.tiny_families import ensure_built_model
     path = ensure_built_model("tiny-flux2")
 """
 
@@ -35,7 +35,7 @@ from backends.base import BackendError
 
 logger = logging.getLogger(__name__)
 
-COMPONENTS_DIR = Path(__file__).resolve().parent.parent / "configs" / "components"
+COMPONENTS_DIR = Path(__file__).resolve().parents[2] / "configs" / "components"
 
 # Bump when the builder changes in a way the configs do not show.
 _BUILDER_VERSION = 1
@@ -89,7 +89,7 @@ class TinyFamily:
 
 
 def _clip_ids() -> dict[str, int]:
-    from backends.tiny_model import BOS_TOKEN, EOS_TOKEN, tiny_vocab_and_merges
+    from backends.models.tiny_model import BOS_TOKEN, EOS_TOKEN, tiny_vocab_and_merges
 
     vocab, _ = tiny_vocab_and_merges()
     return {
@@ -101,13 +101,13 @@ def _clip_ids() -> dict[str, int]:
 
 
 def _t5_vocab_size() -> int:
-    from backends.random_weights import offline_t5_tokenizer
+    from backends.models.random_weights import offline_t5_tokenizer
 
     return len(offline_t5_tokenizer())
 
 
 def _qwen_vocab_size() -> int:
-    from backends.random_weights import offline_qwen2_tokenizer
+    from backends.models.random_weights import offline_qwen2_tokenizer
 
     return len(offline_qwen2_tokenizer())
 
@@ -249,7 +249,7 @@ BUILDERS = (TINY_SDXL, *FAMILIES)
 
 def family_configs(name: str) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
     """(model_index, component configs) of a tiny family: published index and scheduler, tiny models."""
-    from backends.random_weights import read_component_configs
+    from backends.models.random_weights import read_component_configs
 
     family = _family(name)
     model_index, published = read_component_configs(COMPONENTS_DIR / family.published)
@@ -260,7 +260,7 @@ def family_configs(name: str) -> tuple[dict[str, Any], dict[str, dict[str, Any]]
 
 def build_family_pipeline(name: str, seed: int = 0) -> Any:
     """Build the tiny pipeline `name` in memory (CPU, float32) with weights drawn from `seed`."""
-    from backends.random_weights import build_pipeline
+    from backends.models.random_weights import build_pipeline
 
     family = _family(name)
     model_index, configs = family_configs(name)
@@ -294,7 +294,7 @@ def family_model_id(name: str) -> str:
 
 def ensure_built_model(name: str, cache_dir: str | Path | None = None) -> Path:
     """The saved folder of builder `name` (one of `BUILDERS`), built and saved first if needed."""
-    from backends.tiny_model import ensure_saved_model, ensure_tiny_model
+    from backends.models.tiny_model import ensure_saved_model, ensure_tiny_model
 
     if name == TINY_SDXL:
         return ensure_tiny_model(cache_dir)

@@ -3,8 +3,8 @@
 NOT RUN YET: these machines have no NVIDIA GPU and TensorRT is not installed here. It is written
 against TensorRT's documented Python API (10.x, and 11.x where strong typing is the only mode) and
 shares everything before the engines with the onnxruntime backend, which is tested here: the ONNX
-export (backends/onnx_export.py), the input shapes its profiles use, and the denoising loop
-(backends/sdxl_loop.py). Its own tests are marked `tensorrt` and skip without TensorRT and a GPU.
+export (backends/onnx_family/export.py), the input shapes its profiles use, and the denoising loop
+(backends/onnx_family/sdxl_loop.py). Its own tests are marked `tensorrt` and skip without TensorRT and a GPU.
 
 How it works:
 - `load()` exports the SDXL components to ONNX in the precision asked for (`fp16`: float16 graphs
@@ -44,7 +44,7 @@ import torch
 from backends.base import BackendError, ImageBatch, ModelSpec, PromptBatch
 from backends.batching import padded_size, resize_batch
 from backends.diffusers_eager import to_uint8_nhwc
-from backends.onnx_export import (
+from backends.onnx_family.export import (
     COMPONENTS,
     ExportOptions,
     OnnxModel,
@@ -57,7 +57,7 @@ from backends.onnx_export import (
     latent_size,
     read_sdxl_folder,
 )
-from backends.sdxl_loop import SDXLLoop
+from backends.onnx_family.sdxl_loop import SDXLLoop
 from backends.stage_timer import StageTimer
 
 logger = logging.getLogger(__name__)
@@ -81,7 +81,7 @@ class TensorRTOptions:
     warmup_batch_sizes: tuple[int, ...] = ()  # one profile each; the runner fills in the SUT's sizes
     workspace_gib: float = 0.0  # builder workspace limit; 0 = TensorRT's default (the device memory)
     builder_optimization_level: int = 3  # 0-5: higher builds longer, may run faster
-    exporter: str = "torchscript"  # or "dynamo" (backends/onnx_export.py)
+    exporter: str = "torchscript"  # or "dynamo" (backends/onnx_family/export.py)
     opset: int = 18
     stage_timing: bool = True  # per-stage and per-step times from CUDA events
 

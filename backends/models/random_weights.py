@@ -10,7 +10,7 @@ Random weights cost the same FLOPs and memory traffic as trained ones, so such a
 performance runs where no weights are available, and for nothing else: its images are noise. The
 harness flags these runs and accuracy mode refuses them.
 
-The same builder makes the tiny test pipelines of `backends/tiny_families.py` from small configs,
+The same builder makes the tiny test pipelines of `backends/models/tiny_families.py` from small configs,
 so the code path that builds a full-size FLUX.2 on a GPU is the one the CPU tests exercise.
 """
 
@@ -311,7 +311,7 @@ def offline_clip_tokenizer(model_max_length: int = CLIP_MAX_LENGTH) -> Any:
     """CLIPTokenizer over the tiny model's byte-level vocabulary (common words merged)."""
     from transformers import CLIPTokenizer
 
-    from backends.tiny_model import BOS_TOKEN, EOS_TOKEN, write_tokenizer_files
+    from backends.models.tiny_model import BOS_TOKEN, EOS_TOKEN, write_tokenizer_files
 
     with tempfile.TemporaryDirectory(prefix="offline-clip-") as tmp:
         write_tokenizer_files(tmp)
@@ -326,7 +326,7 @@ def offline_clip_tokenizer(model_max_length: int = CLIP_MAX_LENGTH) -> Any:
 
 
 def _word_list() -> list[str]:
-    from backends.tiny_model import _WHOLE_WORDS
+    from backends.models.tiny_model import _WHOLE_WORDS
 
     return list(dict.fromkeys(_WHOLE_WORDS))
 
@@ -365,7 +365,7 @@ def offline_qwen2_tokenizer(model_max_length: int = QWEN_MAX_LENGTH) -> Any:
     from tokenizers.models import BPE
     from transformers import Qwen2TokenizerFast
 
-    from backends.tiny_model import _bytes_to_unicode
+    from backends.models.tiny_model import _bytes_to_unicode
 
     byte_chars = list(_bytes_to_unicode().values())
     vocab = {c: i for i, c in enumerate(byte_chars)}

@@ -1,6 +1,6 @@
 """StableDiffusionXLPipeline.__call__ as a plain loop over exported components.
 
-The onnxruntime and tensorrt backends run the ONNX files of backends/onnx_export.py through this
+The onnxruntime and tensorrt backends run the ONNX files of backends/onnx_family/export.py through this
 loop; only how a component runs differs (`RunFn`: a component name and its named input tensors in,
 its named output tensors out). It follows diffusers' SDXL pipeline step for step, so that with the
 same latents the images match diffusers eager within the parity tolerance:
@@ -30,7 +30,7 @@ import transformers
 
 from backends import pretokenize
 from backends.base import BackendError, ModelSpec, PromptBatch
-from backends.onnx_export import SDXLFolder
+from backends.onnx_family.export import SDXLFolder
 from backends.stage_timer import StageTimer
 
 logger = logging.getLogger(__name__)

@@ -1,9 +1,9 @@
 """SDXL-family pipelines exported to ONNX and run with ONNX Runtime.
 
-`load()` exports the two text encoders, the UNet and the VAE decoder (backends/onnx_export.py;
+`load()` exports the two text encoders, the UNet and the VAE decoder (backends/onnx_family/export.py;
 cached, so only the first run pays) and opens one ONNX Runtime session per component with the
 execution providers of `backend.providers`, in that order. The denoising loop is diffusers' SDXL
-loop (backends/sdxl_loop.py) with the same scheduler and the same fixed latents as diffusers-eager.
+loop (backends/onnx_family/sdxl_loop.py) with the same scheduler and the same fixed latents as diffusers-eager.
 
 Supported pipelines: StableDiffusionXLPipeline only (the tiny model and SDXL base 1.0). Providers
 are never swapped silently: one that is not installed is an error, and so is a session that ONNX
@@ -30,7 +30,7 @@ import torch
 from backends.base import BackendError, ImageBatch, ModelSpec, PromptBatch
 from backends.batching import resize_batch
 from backends.diffusers_eager import to_uint8_nhwc
-from backends.onnx_export import (
+from backends.onnx_family.export import (
     COMPONENTS,
     ExportOptions,
     OnnxModel,
@@ -38,7 +38,7 @@ from backends.onnx_export import (
     ensure_onnx,
     read_sdxl_folder,
 )
-from backends.sdxl_loop import SDXLLoop
+from backends.onnx_family.sdxl_loop import SDXLLoop
 from backends.stage_timer import StageTimer
 
 logger = logging.getLogger(__name__)
@@ -67,7 +67,7 @@ class OnnxRuntimeOptions:
     num_threads: int = -1
     graph_optimization_level: str = "all"  # one of _OPT_LEVELS
     dtype: str = "float32"  # of the exported graphs; float16 only with a GPU provider
-    exporter: str = "torchscript"  # or "dynamo" (backends/onnx_export.py)
+    exporter: str = "torchscript"  # or "dynamo" (backends/onnx_family/export.py)
     opset: int = 18
     warmup_batch_sizes: tuple[int, ...] = ()
     stage_timing: bool = True  # per-stage and per-step times (perf_counter_ns: the CPU provider's clock)

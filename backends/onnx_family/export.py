@@ -1,7 +1,7 @@
 """Export an SDXL-family pipeline to ONNX: both text encoders, the UNet and the VAE decoder.
 
 Shared by the onnxruntime and tensorrt backends, which run the same files in the same loop
-(backends/sdxl_loop.py). Supported: `StableDiffusionXLPipeline` folders (two CLIP text encoders,
+(backends/onnx_family/sdxl_loop.py). Supported: `StableDiffusionXLPipeline` folders (two CLIP text encoders,
 the second with a projection; a UNet with SDXL's "text_time" added conditioning; an AutoencoderKL),
 which is what the tiny model and SDXL base 1.0 are. Any other pipeline is refused with a
 BackendError naming what is supported.

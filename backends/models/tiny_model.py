@@ -8,7 +8,7 @@ and saved as an ordinary diffusers folder so that it loads through `from_pretrai
 path real weights take.
 Its images are noise-like: it exists to exercise the harness, not to draw.
 
-    from backends.tiny_model import ensure_tiny_model
+    from backends.models.tiny_model import ensure_tiny_model
     path = ensure_tiny_model()   # builds once into the cache, then returns the cached folder
 """
 
