@@ -1,7 +1,9 @@
 """The documentation's commands work: every `python -m harness ...` command in a shell block of README.md
 and docs/*.md (fenced with bash, sh, shell, console or no language) parses with the real argument parser
 of its command (nothing runs), and every file it names exists in the checkout or is written by an earlier
-command of the same block (an output option's value, its default included).
+command of the same block (an output option's value, its default included). The docs hang together: every
+relative link goes to a file that exists (and to a heading of it, where it names one), and every
+`python -m tools.NAME` names a module that exists.
 
 What the reader fills in is written so that it can be told apart: a path component in capitals
 (`runs/RUN_DIR`, `DIR`, `MY_PLAN.toml`, `RUN_DIRS...`), a path under `~` or `$HOME`, or `<...>`.
@@ -198,3 +200,48 @@ def test_the_scanner_sees_through_continuations_operators_and_placeholders(tmp_p
     parser, argv = _parser(commands[0].argv)
     assert _named_files(parser, argv) == (["missing.tsv"], [])
     assert _is_placeholder("runs/RUN_DIR") and _is_placeholder("~/models/sdxl") and not _is_placeholder("prompts.toml")
+
+
+LINK = re.compile(r"\[[^\]]*\]\(([^()\s]+)\)")
+TOOL = re.compile(r"python -m tools\.([A-Za-z0-9_]+)")
+
+
+def _without_code_blocks(text: str) -> str:
+    return FENCE.sub("", text)
+
+
+def _anchors(path: Path) -> set[str]:
+    """GitHub's ids for the headings of a Markdown file: lower case, punctuation dropped, spaces as hyphens."""
+    headings = re.findall(r"^#{1,6} +(.+?) *$", _without_code_blocks(path.read_text(encoding="utf-8")), re.M)
+    return {re.sub(r"[^\w\- ]", "", h.lower()).replace(" ", "-") for h in headings}
+
+
+@pytest.mark.parametrize("doc", DOCS, ids=lambda d: d.name)
+def test_relative_links_go_to_files_and_headings_that_exist(doc: Path) -> None:
+    broken = []
+    for target in LINK.findall(_without_code_blocks(doc.read_text(encoding="utf-8"))):
+        if re.match(r"[a-z][a-z0-9+.-]*:", target):  # https:, mailto:
+            continue
+        file, _, anchor = target.partition("#")
+        path = (doc.parent / file).resolve() if file else doc
+        if not path.exists():
+            broken.append(f"{target}: no file {path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}")
+        elif anchor and path.suffix == ".md" and anchor not in _anchors(path):
+            broken.append(f"{target}: no heading #{anchor} in {path.name} (it has {sorted(_anchors(path))})")
+    assert not broken, f"{doc.name}:\n  " + "\n  ".join(broken)
+
+
+@pytest.mark.parametrize("doc", DOCS, ids=lambda d: d.name)
+def test_documented_tools_exist(doc: Path) -> None:
+    missing = sorted(
+        {n for n in TOOL.findall(doc.read_text(encoding="utf-8")) if not (ROOT / "tools" / f"{n}.py").is_file()}
+    )
+    assert not missing, f"{doc.name} names python -m tools.{missing[0]}: no tools/{missing[0]}.py"
+
+
+def test_the_link_checker_knows_github_heading_ids(tmp_path: Path) -> None:
+    doc = tmp_path / "x.md"
+    doc.write_text(
+        "# Top\n## Random weights (architecture-only runs)\n## Sweeps, cost and energy\n```bash\n# not a heading\n```\n"
+    )
+    assert _anchors(doc) == {"top", "random-weights-architecture-only-runs", "sweeps-cost-and-energy"}
