@@ -95,9 +95,14 @@ class ImageBatch:
 
 @runtime_checkable
 class Backend(Protocol):
-    """What every backend implements. Construction must be cheap; `load` does the work."""
+    """What every backend implements. Construction must be cheap; `load` does the work.
+
+    A backend class carries its registry name and its options type (`BackendClass`); an instance keeps the
+    options it was built with (a frozen dataclass), which worker processes and Ray actors are built from.
+    """
 
     name: str
+    options: Any
 
     def load(self) -> None:
         """Load weights and move them to the device. Raises BackendError on failure."""
@@ -113,6 +118,23 @@ class Backend(Protocol):
 
     def close(self) -> None:
         """Free memory. Calling it twice is fine."""
+
+
+class BackendClass(Protocol):
+    """A backend as the registry hands it out: the class itself, with its name, its options type and its
+    constructor. A new backend is one module with such a class and one line in backends/registry.py.
+
+        cls = backend_class("fake")
+        backend = cls(spec, build_options(cls.Options, values))
+    """
+
+    name: str  # the registry name, as in --backend NAME
+    Options: type[Any]  # a frozen dataclass: the [backend] section of the configuration
+
+    def __call__(self, model: ModelSpec, options: Any) -> Backend:
+        """Construct the backend (cheap: nothing loads until `load`). Raises BackendError for an option
+        value it refuses."""
+        ...
 
 
 @runtime_checkable

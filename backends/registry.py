@@ -2,15 +2,18 @@
 
 Built-ins register exactly as a plugin would: a name, the module and class that implement it, and
 the pip extra that brings its optional dependencies. Nothing is imported until a backend is chosen.
+The class (backends.base.BackendClass) carries the rest: its name, its options type (`Options`) and its
+constructor, so a new backend is one module and one line here.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
-from backends.base import BackendError
+from backends.base import Backend, BackendClass, BackendError, ModelSpec
 
 
 @dataclass(frozen=True)
@@ -69,7 +72,7 @@ def register(name: str, entry: BackendEntry) -> None:
     BACKENDS[name] = entry
 
 
-def backend_class(name: str) -> Any:
+def backend_class(name: str) -> BackendClass:
     """Import and return the class behind `name`. Raises BackendError with the fix."""
     entry = BACKENDS.get(name)
     if entry is None:
@@ -81,4 +84,26 @@ def backend_class(name: str) -> Any:
         raise BackendError(
             f"backend {name!r} needs a module that is not installed ({exc.name or exc}); run: {hint}"
         ) from exc
-    return getattr(module, entry.class_name)
+    cls = getattr(module, entry.class_name)
+    options = getattr(cls, "Options", None)
+    if not (isinstance(options, type) and dataclasses.is_dataclass(options)):
+        raise BackendError(
+            f"backend {name!r}: {entry.module}.{entry.class_name} has no Options dataclass (the type of its "
+            "[backend] section); every backend class names one"
+        )
+    return cast(BackendClass, cls)
+
+
+def options_class(name: str) -> type[Any]:
+    """The options type (a dataclass) of backend `name`; importing its module, not building it."""
+    return backend_class(name).Options
+
+
+def option_names(name: str) -> set[str]:
+    """The [backend] keys backend `name` accepts."""
+    return {f.name for f in dataclasses.fields(options_class(name))}
+
+
+def create_backend(name: str, model: ModelSpec, options: Any) -> Backend:
+    """Construct backend `name` (cheap: nothing loads until `load()`)."""
+    return backend_class(name)(model, options)

@@ -341,10 +341,10 @@ def _drop_foreign_backend_defaults(
         return
     name = str(tree.get("run", {}).get("backend", RunSection.backend))
     from backends.base import BackendError
-    from backends.registry import backend_class
+    from backends.registry import option_names
 
     try:
-        options = {f.name for f in dataclasses.fields(backend_class(name).Options)}
+        options = option_names(name)
     except BackendError:  # unknown backend or missing extra: building the backend reports it
         return
     for key in sorted(set(model_backend) - user_backend - options):

@@ -23,7 +23,7 @@ from backends.diffusers_eager import DiffusersEagerBackend, DiffusersEagerOption
 from backends.models.tiny_families import BUILDERS, FAMILIES, ensure_built_model
 from harness.config import resolve_config
 from harness.data.latents import LatentSource
-from harness.run.runner import latent_shape, model_spec
+from harness.run.model import latent_shape, model_spec
 from tests.conftest import run_main
 
 SCENARIOS = ("SingleStream", "Offline", "Server")

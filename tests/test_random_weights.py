@@ -245,7 +245,7 @@ def test_missing_weights_name_what_to_download(
 
 
 def test_weights_in_the_local_hub_cache_are_found_offline(empty_hub_cache: Path) -> None:
-    from harness.run.runner import resolve_model_path
+    from harness.run.model import resolve_model_path
 
     cfg = resolve_config("sd15")
     repo = empty_hub_cache / ("models--" + cfg.model.hub_id.replace("/", "--"))

@@ -19,7 +19,7 @@ from harness.config import resolve_config
 from harness.data.latents import LatentSource
 from harness.data.prompts import load_prompts
 from harness.data.qsl import QuerySampleLibrary
-from harness.run.runner import latent_shape, model_spec
+from harness.run.model import latent_shape, model_spec
 from tests.conftest import SHARED
 
 MLPERF = SHARED / "data" / "mlperf-sdxl"

@@ -18,7 +18,7 @@ from backends.registry import backend_class
 from backends.torch_compile import TorchCompileBackend, TorchCompileOptions
 from harness.config import resolve_config
 from harness.errors import ConfigError
-from harness.run.runner import make_backend, model_spec, sut_batch_sizes
+from harness.run.model import make_backend, model_spec, sut_batch_sizes
 
 PROMPTS = ("a red bicycle leaning against a brick wall", "two dogs playing in the snow", "a bowl of soup")
 

@@ -180,7 +180,7 @@ def test_bad_configuration_is_found_before_the_inputs_are_prepared(
 
     from harness.config import resolve_config
     from harness.errors import ConfigError
-    from harness.run import runner
+    from harness.run import benchmark as runner
 
     if "backend.device" in sets and torch.cuda.is_available():
         pytest.skip("this machine has CUDA")

@@ -12,7 +12,8 @@ import pytest
 
 from backends.diffusers_eager import DiffusersEagerOptions
 from harness.config import resolve_config
-from harness.run.runner import _pretokenize_at_load, prepare_inputs
+from harness.run.benchmark import _pretokenize_at_load
+from harness.run.model import prepare_inputs
 from harness.workers.process_pool import ProcessWorker, WorkerSpec, cpu_slices
 
 SHORT = [

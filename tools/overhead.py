@@ -22,7 +22,8 @@ from harness.config import resolve_config
 from harness.errors import HarnessError
 from harness.loadgen.logs import read_detail_log
 from harness.loadgen.settings import build_test_settings
-from harness.run.runner import batch_policy, direct_batch, drive_loadgen, make_backend, prepare_inputs
+from harness.run.benchmark import drive_loadgen
+from harness.run.model import batch_policy, direct_batch, make_backend, prepare_inputs
 from harness.sut.batcher import Batcher
 from harness.sut.python_sut import SystemUnderTest
 from harness.workers.in_process import InProcessWorker
@@ -83,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
             settings = build_test_settings(cfg)
             sut = SystemUnderTest(qsl, Batcher(batch_policy(cfg)), [InProcessWorker(backend)])
             outcome = drive_loadgen(cfg, sut, qsl, settings, Path(tmp), progress=None)
-            if sut.failure is not None or outcome["loadgen_alive"]:
+            if sut.failure is not None or outcome.loadgen_alive:
                 print(f"error: LoadGen run failed: {sut.failure}", file=sys.stderr)
                 return 1
             detail = read_detail_log(Path(tmp) / "mlperf_log_detail.txt")

@@ -19,7 +19,8 @@ from harness.config import resolve_config
 from harness.errors import HarnessError
 from harness.loadgen.logs import read_detail_log
 from harness.loadgen.settings import build_test_settings
-from harness.run.runner import batch_policy, direct_batch, drive_loadgen, make_backend, prepare_inputs
+from harness.run.benchmark import drive_loadgen
+from harness.run.model import batch_policy, direct_batch, make_backend, prepare_inputs
 from harness.sut.batcher import Batcher
 from harness.sut.python_sut import SystemUnderTest
 from harness.workers.in_process import InProcessWorker

@@ -34,6 +34,7 @@ from harness.loadgen.logs import read_detail_log
 from harness.mlperf import compliance as verify
 from harness.mlperf import rules
 from harness.run.run_dir import make_run_dir, write_json
+from harness.run.summary import RunSummary
 
 log = logging.getLogger("harness")
 
@@ -123,9 +124,9 @@ def main(argv: list[str] | None = None) -> int:
         return fail(str(exc))
     from harness.console import print_summary
 
-    print_summary(result.summary)
+    print_summary(result.summary.to_json())
     if result.exit_code != 0:
-        return fail(f"the {args.test} run did not finish ({result.summary.get('error')}); logs in {run_dir}", 1)
+        return fail(f"the {args.test} run did not finish ({result.summary.error}); logs in {run_dir}", 1)
 
     if args.test == "TEST01":
         assert accuracy_run is not None
@@ -160,7 +161,7 @@ def _run_log(run_dir: Path) -> Iterator[None]:
 def _run(cfg: RunConfig, run_dir: Path, label: str) -> Any:
     from harness.console import Progress
     from harness.run import first_image
-    from harness.run.runner import run_benchmark
+    from harness.run.benchmark import run_benchmark
 
     first_image.mark_run_start()  # this command makes several runs in one process (harness/run/first_image.py)
     with _run_log(run_dir):
@@ -196,14 +197,14 @@ def _reference(cfg: RunConfig, given: str | None, mode: str) -> Path:
         path = Path(given).expanduser()
         summary = _read_summary(path, f"--{mode}-run")
         problems = []
-        if summary.get("mode") != mode:
-            problems.append(f"it is a {summary.get('mode')} run, not a {mode} run")
-        if summary.get("scenario") != cfg.run.scenario:
-            problems.append(f"its scenario is {summary.get('scenario')}, this test's is {cfg.run.scenario}")
-        if summary.get("model") != cfg.model.name:
-            problems.append(f"its model is {summary.get('model')}, this test's is {cfg.model.name}")
-        if summary.get("status") != "ok":
-            problems.append(f"its status is {summary.get('status')!r} (need 'ok')")
+        if summary.mode != mode:
+            problems.append(f"it is a {summary.mode} run, not a {mode} run")
+        if summary.scenario != cfg.run.scenario:
+            problems.append(f"its scenario is {summary.scenario}, this test's is {cfg.run.scenario}")
+        if summary.model != cfg.model.name:
+            problems.append(f"its model is {summary.model}, this test's is {cfg.model.name}")
+        if summary.status != "ok":
+            problems.append(f"its status is {summary.status!r} (need 'ok')")
         if problems:
             raise ConfigError(f"--{mode}-run {str(path)!r}: {'; '.join(problems)}")
         return path
@@ -211,19 +212,17 @@ def _reference(cfg: RunConfig, given: str | None, mode: str) -> Path:
     run_dir = make_run_dir(run_cfg)
     log.info("no --%s-run given: the %s run first, in %s", mode, mode, run_dir)
     result = _run(run_cfg, run_dir, mode)
-    if result.summary.get("status") != "ok":
-        raise RunFailed(f"the {mode} run failed ({result.summary.get('error')}); logs in {run_dir}")
+    if result.summary.status != "ok":
+        raise RunFailed(f"the {mode} run failed ({result.summary.error}); logs in {run_dir}")
     return run_dir
 
 
-def _read_summary(path: Path, flag: str) -> dict[str, Any]:
-    import json
-
+def _read_summary(path: Path, flag: str) -> RunSummary:
     file = path / "summary.json"
     if not file.is_file():
         what = "does not exist" if not path.is_dir() else "has no summary.json"
         raise ConfigError(f"{flag} {str(path)!r} {what}; give a run directory made by python -m harness")
-    return dict(json.loads(file.read_text(encoding="utf-8")))
+    return RunSummary.read(file)
 
 
 # Verification --------------------------------------------------------------------------------------

@@ -53,18 +53,10 @@ from backends.base import Backend, BackendError
 from backends.registry import has_fixed_shapes
 from harness.config import resolve_config
 from harness.errors import ConfigError, HarnessError
+from harness.measure.memory import PEAK_MEMORY_KEYS, headline_memory_mib, peak_memory
 from harness.run.manifest import host_info, library_versions
+from harness.run.model import RunInputs, direct_batch, latent_shape, make_backend, prepare_inputs
 from harness.run.run_dir import make_run_dir, write_json
-from harness.run.runner import (
-    PEAK_MEMORY_KEYS,
-    RunInputs,
-    direct_batch,
-    headline_memory_mib,
-    latent_shape,
-    make_backend,
-    peak_memory,
-    prepare_inputs,
-)
 from harness.studies.batch_fit import FitResult, ProbeFn, find_largest_batch, is_out_of_memory
 
 log = logging.getLogger(__name__)

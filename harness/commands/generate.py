@@ -117,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
 def _generate(args: argparse.Namespace) -> int:
     from harness.config import resolve_config
     from harness.data.prompts import load_prompts
-    from harness.run.runner import latent_shape, make_backend, model_spec, resolve_model_path
+    from harness.run.model import latent_shape, make_backend, model_spec, resolve_model_path
     from harness.workers.ray_actors import init_ray, ray_log_level
 
     if args.batch_size < 1 or args.workers < 0 or args.count < 0:
@@ -129,7 +129,7 @@ def _generate(args: argparse.Namespace) -> int:
     if out.exists() and any(out.iterdir()):
         raise HarnessError(f"--out {str(out)!r} is not empty; choose a new folder")
     spec = model_spec(cfg, resolve_model_path(cfg))
-    options = make_backend(cfg, spec).options  # type: ignore[attr-defined]
+    options = make_backend(cfg, spec).options
     (out / "images").mkdir(parents=True, exist_ok=True)
 
     ray = init_ray(args.ray, log_level)

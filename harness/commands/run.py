@@ -129,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
     attach_run_log(run_dir)
     log.info("run directory: %s", run_dir)
     from harness.console import Progress, print_summary
-    from harness.run.runner import run_benchmark
+    from harness.run.benchmark import run_benchmark
 
     try:
         with Progress(enabled=cfg.run.progress, label=f"{cfg.run.scenario} {cfg.run.mode}") as bar:
@@ -140,15 +140,15 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         return fail(f"interrupted before LoadGen started; logs in {run_dir}", 130)
 
-    print_summary(result.summary)
-    if "accuracy" in result.summary:
+    print_summary(result.summary.to_json())
+    accuracy = result.summary.accuracy
+    if accuracy is not None:
         from harness.run.accuracy_step import verdict_line
 
-        accuracy = result.summary["accuracy"]
         if accuracy.get("verdict") == "ERROR":
             print(f"error: accuracy: {accuracy.get('error')}", file=sys.stderr)
         else:
-            print(verdict_line(accuracy))
+            print(verdict_line(dict(accuracy)))
     if result.failure is not None:
         print(f"error: {result.failure.message()}", file=sys.stderr)
         print(f"logs kept in {run_dir}", file=sys.stderr)

@@ -65,8 +65,9 @@ from harness.errors import ConfigError, HarnessError
 from harness.loadgen.logs import Verdict
 from harness.loadgen.settings import build_test_settings
 from harness.measure.cost import acceptance
+from harness.measure.memory import headline_memory_mib
+from harness.run.model import latent_shape
 from harness.run.run_dir import write_json
-from harness.run.runner import headline_memory_mib, latent_shape
 from harness.studies.batch_fit import OUT_OF_MEMORY as OOM
 from harness.studies.batch_ramp import run_ramp
 from harness.studies.rerun import rerun_sets

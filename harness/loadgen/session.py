@@ -1,0 +1,92 @@
+"""A LoadGen session: the SUT and QSL handles LoadGen constructs, destroyed when the session ends.
+
+    with LoadGenSession(sut.issue_queries, sut.flush_queries, qsl) as session:
+        thread = session.start(settings, log_settings, audit_config)
+        ...  # watch the thread
+
+LoadGen's StartTest blocks, so `start` runs it on a daemon thread. The handles are destroyed on the way
+out, whatever happened, unless LoadGen's thread is still running: destroying what a running test uses
+would crash the process, which then exits hard instead (the run is reported with `loadgen_alive`).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from types import TracebackType
+from typing import Any, Protocol
+
+import mlperf_loadgen as lg
+
+log = logging.getLogger(__name__)
+
+
+class SampleLibrary(Protocol):
+    """What LoadGen's ConstructQSL needs from a query sample library."""
+
+    @property
+    def total_count(self) -> int: ...
+
+    @property
+    def performance_count(self) -> int: ...
+
+    def load_samples(self, indices: list[int]) -> None: ...
+
+    def unload_samples(self, indices: list[int]) -> None: ...
+
+
+class LoadGenSession:
+    def __init__(
+        self,
+        issue_queries: Callable[[list[Any]], None],
+        flush_queries: Callable[[], None],
+        qsl: SampleLibrary,
+    ) -> None:
+        self._issue_queries = issue_queries
+        self._flush_queries = flush_queries
+        self._qsl = qsl
+        self.sut_handle: Any = None
+        self.qsl_handle: Any = None
+        self.thread: threading.Thread | None = None
+
+    def __enter__(self) -> LoadGenSession:
+        self.sut_handle = lg.ConstructSUT(self._issue_queries, self._flush_queries)
+        try:
+            q = self._qsl
+            self.qsl_handle = lg.ConstructQSL(q.total_count, q.performance_count, q.load_samples, q.unload_samples)
+        except BaseException:
+            lg.DestroySUT(self.sut_handle)
+            self.sut_handle = None
+            raise
+        return self
+
+    def start(self, settings: Any, log_settings: Any, audit_config: str) -> threading.Thread:
+        """StartTestWithLogSettings on its own (daemon) thread, started; the caller watches it."""
+        if self.sut_handle is None:
+            raise RuntimeError("LoadGenSession.start outside its `with` block")
+        self.thread = threading.Thread(
+            target=lg.StartTestWithLogSettings,
+            args=(self.sut_handle, self.qsl_handle, settings, log_settings, audit_config),
+            name="loadgen",
+            daemon=True,
+        )
+        self.thread.start()
+        return self.thread
+
+    @property
+    def running(self) -> bool:
+        return self.thread is not None and self.thread.is_alive()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if self.running:  # LoadGen still uses the handles: leave them to the process's hard exit
+            log.warning("LoadGen's thread is still running; its SUT and QSL are not destroyed")
+            return
+        if self.qsl_handle is not None:
+            lg.DestroyQSL(self.qsl_handle)
+            self.qsl_handle = None
+        if self.sut_handle is not None:
+            lg.DestroySUT(self.sut_handle)
+            self.sut_handle = None
