@@ -129,7 +129,7 @@ def synthetic_images(count: int, size: int, seed: int) -> np.ndarray:
 
     rng = np.random.default_rng(seed)
     coarse = rng.integers(0, 256, size=(count, 8, 8, 3), dtype=np.uint8)
-    return np.stack([np.asarray(Image.fromarray(c).resize((size, size), Image.BICUBIC)) for c in coarse])
+    return np.stack([np.asarray(Image.fromarray(c).resize((size, size), Image.Resampling.BICUBIC)) for c in coarse])
 
 
 def ensure_standin_files(folder: Path, seed: int = 0) -> StandinFiles:

@@ -23,6 +23,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from accuracy.assets import ASSETS, Asset, default_asset_dir, digests
 
@@ -222,7 +223,7 @@ class _RichBar:
             TransferSpeedColumn(),
             console=Console(stderr=True),
         )
-        self._tasks: dict[str, int] = {}
+        self._tasks: dict[str, Any] = {}  # name -> rich TaskID (rich is imported lazily)
 
     def __enter__(self) -> _RichBar:
         self._progress.start()

@@ -233,7 +233,7 @@ def build_pipeline(
         raise BackendError(
             f"random weights: cannot build {pipeline} from components {sorted(components)}: {exc}"
         ) from exc
-    pipe.set_progress_bar_config(disable=True)
+    pipe.set_progress_bar_config(disable=True)  # type: ignore[attr-defined]  # DiffusionPipeline's, not in its hints
     logger.info(
         "random weights: built %s (%s) on %s in %s in %.2f s, %.1f M parameters",
         pipeline,
@@ -336,7 +336,7 @@ def offline_t5_tokenizer(model_max_length: int = T5_MAX_LENGTH) -> Any:
     common words whole, every printable ASCII character as a fallback piece."""
     from tokenizers import Tokenizer, decoders, pre_tokenizers, processors
     from tokenizers.models import Unigram
-    from transformers import T5TokenizerFast
+    from transformers import T5TokenizerFast  # type: ignore[attr-defined]  # a lazy export mypy cannot see
 
     pieces: list[tuple[str, float]] = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0), ("\u2581", -2.0)]
     pieces += [("\u2581" + word, -5.0) for word in _word_list()]
@@ -363,7 +363,7 @@ def offline_qwen2_tokenizer(model_max_length: int = QWEN_MAX_LENGTH) -> Any:
     merged) with Qwen's chat special tokens and a chat template."""
     from tokenizers import AddedToken, Tokenizer, decoders, pre_tokenizers
     from tokenizers.models import BPE
-    from transformers import Qwen2TokenizerFast
+    from transformers import Qwen2TokenizerFast  # type: ignore[attr-defined]  # a lazy export mypy cannot see
 
     from backends.models.tiny_model import _bytes_to_unicode
 

@@ -25,7 +25,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from backends.base import BackendError
 
@@ -239,7 +239,7 @@ def build_tiny_pipeline(seed: int = 0) -> Any:
 
     cfg = copy.deepcopy(TINY_CONFIG)
     vocab, _ = tiny_vocab_and_merges()
-    token_ids = {
+    token_ids: dict[str, Any] = {
         "vocab_size": len(vocab),
         "bos_token_id": vocab[BOS_TOKEN],
         "eos_token_id": vocab[EOS_TOKEN],
@@ -258,17 +258,19 @@ def build_tiny_pipeline(seed: int = 0) -> Any:
         torch.manual_seed(seed)
         text_encoder_2 = CLIPTextModelWithProjection(CLIPTextConfig(**cfg["text_encoder_2"], **token_ids))
 
+    for module in (vae, text_encoder, text_encoder_2, unet):
+        cast(torch.nn.Module, module).eval()  # diffusers' models are nn.Modules; its type hints do not say so
     pipe = StableDiffusionXLPipeline(
-        vae=vae.eval(),
-        text_encoder=text_encoder.eval(),
-        text_encoder_2=text_encoder_2.eval(),
+        vae=vae,
+        text_encoder=text_encoder,
+        text_encoder_2=text_encoder_2,
         tokenizer=_build_tokenizer(),
         tokenizer_2=_build_tokenizer(),
-        unet=unet.eval(),
+        unet=unet,
         scheduler=EulerDiscreteScheduler(**cfg["scheduler"]),
         add_watermarker=False,
     )
-    pipe.set_progress_bar_config(disable=True)
+    pipe.set_progress_bar_config(disable=True)  # type: ignore[attr-defined]  # DiffusionPipeline's, not in its hints
     return pipe
 
 
