@@ -2,8 +2,8 @@
 and docs/*.md (fenced with bash, sh, shell, console or no language) parses with the real argument parser
 of its command (nothing runs), and every file it names exists in the checkout or is written by an earlier
 command of the same block (an output option's value, its default included). The docs hang together: every
-relative link goes to a file that exists (and to a heading of it, where it names one), and every
-`python -m tools.NAME` names a module that exists.
+relative link (there and in benchmarks/results/README.md) goes to a file that exists (and to a heading of
+it, where it names one), and every `python -m tools.NAME` names a module that exists.
 
 What the reader fills in is written so that it can be told apart: a path component in capitals
 (`runs/RUN_DIR`, `DIR`, `MY_PLAN.toml`, `RUN_DIRS...`), a path under `~` or `$HOME`, or `<...>`.
@@ -216,7 +216,7 @@ def _anchors(path: Path) -> set[str]:
     return {re.sub(r"[^\w\- ]", "", h.lower()).replace(" ", "-") for h in headings}
 
 
-@pytest.mark.parametrize("doc", DOCS, ids=lambda d: d.name)
+@pytest.mark.parametrize("doc", [*DOCS, ROOT / "benchmarks" / "results" / "README.md"], ids=lambda d: d.name)
 def test_relative_links_go_to_files_and_headings_that_exist(doc: Path) -> None:
     broken = []
     for target in LINK.findall(_without_code_blocks(doc.read_text(encoding="utf-8"))):
