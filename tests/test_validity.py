@@ -120,12 +120,13 @@ def _slow_run(*args: object, **kwargs: object) -> subprocess.CompletedProcess[st
 def test_a_sweep_point_prints_a_line_every_few_seconds_without_a_tty(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
+    from harness.commands import _child
     from harness.commands import sweep as cmd_sweep
     from harness.console import Heartbeat
     from harness.studies.sweep_plan import SweepPlan
 
     monkeypatch.setattr(Heartbeat, "interval_s", 0.1)
-    monkeypatch.setattr(cmd_sweep.subprocess, "run", _slow_run)
+    monkeypatch.setattr(_child.subprocess, "run", _slow_run)
     args = cmd_sweep.build_parser().parse_args(["--backend", "fake"])
     sweep = cmd_sweep.Sweep(args, SweepPlan(), tmp_path)
     sweep._launch("r64-s8-b1-Offline-performance", "Offline", "performance", [])
@@ -136,11 +137,12 @@ def test_a_sweep_point_prints_a_line_every_few_seconds_without_a_tty(
 def test_a_compare_run_prints_a_line_every_few_seconds_without_a_tty(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
+    from harness.commands import _child
     from harness.commands import compare as cmd_compare
     from harness.console import Heartbeat
 
     monkeypatch.setattr(Heartbeat, "interval_s", 0.1)
-    monkeypatch.setattr(cmd_compare.subprocess, "run", _slow_run)
+    monkeypatch.setattr(_child.subprocess, "run", _slow_run)
     (tmp_path / "runs").mkdir()
     (tmp_path / "logs").mkdir()
     cmd_compare._run(tmp_path, "fake", "performance", [], 60.0)

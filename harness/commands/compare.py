@@ -16,19 +16,17 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
-import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
 from backends.registry import BACKENDS
+from harness.commands._child import run_child
 from harness.commands._shared import fail
-from harness.config import PROJECT_ROOT, SCENARIOS, available_models
-from harness.console import Heartbeat
-from harness.loadgen.logs import Verdict
+from harness.config import SCENARIOS, available_models
 from harness.run.run_dir import write_json
+from harness.run.summary import RunSummary, verdict_of
 from harness.studies.compare import build_report, make_row, markdown, read_run, run_parity, write_chart
 
 log = logging.getLogger("harness.studies.compare")
@@ -174,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
             {
                 "run_dir": str(d) if d else None,
                 "exit_code": c,
-                "samples_per_second": read_run(d)["summary"].get("samples_per_second"),
+                "samples_per_second": _samples_per_second(d),
             }
             for d, c, _ in perf[backend]
         ]
@@ -221,52 +219,46 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def _samples_per_second(run_dir: Path | None) -> float | None:
+    summary = RunSummary.read_if_present(run_dir / "summary.json" if run_dir else None)
+    return summary.samples_per_second if summary is not None else None
+
+
 def _median_round(results: list[tuple[Path | None, int, str | None]]) -> tuple[Path | None, int, str | None]:
     """The round with the median throughput; the first failed round if any failed."""
     failed = [r for r in results if r[1] != 0]
     if failed:
         return failed[0]
-    ranked = sorted(results, key=lambda r: read_run(r[0])["summary"].get("samples_per_second") or 0.0)
+    ranked = sorted(results, key=lambda r: _samples_per_second(r[0]) or 0.0)
     return ranked[(len(ranked) - 1) // 2]
 
 
 def _run(out: Path, backend: str, mode: str, args: list[str], timeout_s: float) -> tuple[Path | None, int, str | None]:
     """One `python -m harness` run; (its run directory, exit code, last error line)."""
     runs = out / "runs"
-    before = set(runs.iterdir())
-    cmd = [sys.executable, "-m", "harness", "--backend", backend, "--mode", mode, "--output-dir", str(runs)]
-    cmd += ["--no-progress", *args]
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(PROJECT_ROOT), env.get("PYTHONPATH", "")) if p)
+    cmd = ["--backend", backend, "--mode", mode, "--output-dir", str(runs), "--no-progress", *args]
     log_path = out / "logs" / f"{backend}-{mode}.log"
     log.info("compare: %s %s ...", backend, mode)
     start = time.perf_counter()
-    try:
-        with log_path.open("w", encoding="utf-8") as f:
-            f.write(" ".join(cmd) + "\n\n")
-            f.flush()
-            with Heartbeat(f"compare: {backend} {mode}"):  # without a terminal, a line every few seconds
-                proc = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, env=env, timeout=timeout_s, check=False)
-        code = proc.returncode
-    except subprocess.TimeoutExpired:
-        code = 124
-    created = sorted(set(runs.iterdir()) - before)
-    run_dir = created[-1] if created else None
+    # without a terminal, a line every few seconds
+    child = run_child(
+        cmd, output_dir=runs, heartbeat=f"compare: {backend} {mode}", log_path=log_path, timeout_s=timeout_s
+    )
+    code, run_dir = child.returncode, child.run_dir
     error = None
     if code != 0:
         lines = [ln for ln in log_path.read_text(encoding="utf-8").splitlines() if ln.startswith("error:")]
         error = lines[-1].removeprefix("error: ") if lines else f"exit code {code} (see {log_path})"
-        if code == 124:
+        if child.timed_out:
             error = f"timed out after {timeout_s:.0f} s"
-    summary = read_run(run_dir)["summary"]
-    sps = summary.get("samples_per_second")
-    verdict = Verdict.from_summary(summary)
+    summary = child.summary()
+    sps = summary.samples_per_second if summary is not None else None
     log.info(
         "compare: %s %s %s in %.1f s%s",
         backend,
         mode,
         "done" if code == 0 else f"FAILED ({error})",
         time.perf_counter() - start,
-        f": {sps:.3f} samples/s, LoadGen {verdict.label()}" if (mode == "performance" and sps) else "",
+        f": {sps:.3f} samples/s, LoadGen {verdict_of(summary).label()}" if (mode == "performance" and sps) else "",
     )
     return run_dir, code, error

@@ -11,20 +11,18 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
+from harness.commands._child import run_child
 from harness.config import SCENARIOS
-from harness.console import Heartbeat
-from harness.loadgen.logs import Verdict
 from harness.run.run_dir import write_json
+from harness.run.summary import RunSummary
 from harness.studies.rerun import rerun_sets
 from harness.studies.rows import SCALE_COLUMNS as COLUMNS
+from harness.studies.rows import ScaleRow
 
 
 def _int_list(text: str) -> list[int]:
@@ -57,10 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _run_point(
-    args: argparse.Namespace, scenario: str, n: int, runs_dir: Path, extra_sets: list[str]
-) -> dict[str, Any]:
-    cmd = [sys.executable, "-m", "harness", "--model", args.model, "--scenario", scenario, "--no-progress"]
+def _run_point(args: argparse.Namespace, scenario: str, n: int, runs_dir: Path, extra_sets: list[str]) -> RunSummary:
+    cmd = ["--model", args.model, "--scenario", scenario, "--no-progress"]
     cmd += ["--output-dir", str(runs_dir)]
     if args.backend:
         cmd += ["--backend", args.backend]
@@ -68,17 +64,14 @@ def _run_point(
     cmd += ["--set", f"workers.ray_address={args.ray}"] if args.ray else ["--set", "workers.processes=true"]
     for item in [*extra_sets, *args.sets]:  # the user's --set comes last, so it wins
         cmd += ["--set", item]
-    before = set(runs_dir.iterdir()) if runs_dir.exists() else set()
-    with Heartbeat(f"{scenario} workers={n}"):  # without a terminal, a line every few seconds
-        proc = subprocess.run(cmd, capture_output=True, text=True)
-    new = sorted(set(runs_dir.iterdir()) - before) if runs_dir.exists() else []
-    if proc.returncode == 2 or not new:
-        raise SystemExit(f"error: the {scenario} run with {n} worker(s) did not start:\n{proc.stderr.strip()[-2000:]}")
-    summary = json.loads((new[-1] / "summary.json").read_text())
-    verdict = Verdict.from_summary(summary)
-    status = "finished" if verdict.validity == "INVALID" else summary["status"]  # never "ok" for an INVALID point
+    child = run_child(cmd, output_dir=runs_dir, heartbeat=f"{scenario} workers={n}")
+    if child.returncode == 2 or child.run_dir is None:
+        raise SystemExit(f"error: the {scenario} run with {n} worker(s) did not start:\n{child.stderr.strip()[-2000:]}")
+    summary = RunSummary.read(child.run_dir / "summary.json")
+    verdict = summary.verdict()
+    status = "finished" if verdict.validity == "INVALID" else summary.status  # never "ok" for an INVALID point
     print(
-        f"{scenario} workers={n}: {summary['samples_per_second']} samples/s ({status}, LoadGen {verdict.label()})",
+        f"{scenario} workers={n}: {summary.samples_per_second} samples/s ({status}, LoadGen {verdict.label()})",
         flush=True,
     )
     return summary
@@ -106,30 +99,29 @@ def main(argv: list[str] | None = None) -> int:
             if again:  # LoadGen said what it lacked: one more run with the figures the INVALID one measured
                 print(f"{scenario} workers={n}: running it again with {', '.join(again)}", flush=True)
                 s = _run_point(args, scenario, n, out / "runs", [*sets, *again])
-            verdict = Verdict.from_summary(s)
-            sps = s["samples_per_second"]
+            verdict = s.verdict()
+            sps = s.samples_per_second
             if n == args.workers[0] and sps:
                 base = sps / n  # per-worker throughput of the first (smallest) count
             # Only Offline measures capacity: Server runs at its target rate and SingleStream keeps
             # one query in flight, so their scaling shows in latency, not throughput.
             scales = scenario == "Offline" and sps and base
             speedup = sps / (base * args.workers[0]) if scales else None
-            rows.append(
-                {
-                    "scenario": scenario,
-                    "workers": n,
-                    "samples_per_second": sps,
-                    "speedup": round(speedup, 4) if speedup else None,
-                    "efficiency": round(sps / (base * n), 4) if scales else None,
-                    "latency_p50_ms": s["latency_ms"].get("p50"),
-                    "latency_p99_ms": s["latency_ms"].get("p99"),
-                    "result_valid": s["result_valid"],
-                    "loadgen_validity": verdict.validity,
-                    "invalid_reason": verdict.reason or None,
-                    "status": s["status"],
-                    "run_dir": s["run_dir"],
-                }
+            row = ScaleRow(
+                scenario=scenario,
+                workers=n,
+                samples_per_second=sps,
+                speedup=round(speedup, 4) if speedup else None,
+                efficiency=round(sps / (base * n), 4) if scales and sps and base else None,
+                latency_p50_ms=s.latency_ms.get("p50"),
+                latency_p99_ms=s.latency_ms.get("p99"),
+                result_valid=s.result_valid,
+                loadgen_validity=verdict.validity,
+                invalid_reason=verdict.reason or None,
+                status=s.status,
+                run_dir=s.run_dir,
             )
+            rows.append(row.to_json())
     write_json(
         out / "scale.json",
         {"model": args.model, "backend": args.backend, "ray": args.ray, "rows": rows, "cpu_count": os.cpu_count()},

@@ -49,29 +49,37 @@ from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
 import json
-import subprocess
-import sys
 import time
+from collections.abc import Mapping
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from backends.registry import has_fixed_shapes
+from harness.commands._child import run_child
 from harness.commands._shared import fail
 from harness.config import resolve_config
-from harness.console import Heartbeat
 from harness.errors import ConfigError, HarnessError
-from harness.loadgen.logs import Verdict
 from harness.loadgen.settings import build_test_settings
 from harness.measure.cost import acceptance
-from harness.measure.memory import headline_memory_mib
 from harness.run.model import latent_shape
 from harness.run.run_dir import write_json
+from harness.run.summary import RunSummary, as_summary, verdict_of
 from harness.studies.batch_fit import OUT_OF_MEMORY as OOM
 from harness.studies.batch_ramp import run_ramp
 from harness.studies.rerun import rerun_sets
-from harness.studies.rows import FIT_COLUMNS, QUALITY_COLUMNS, RAMP_COLUMNS, ROW_COLUMNS
+from harness.studies.rows import (
+    FIT_COLUMNS,
+    QUALITY_COLUMNS,
+    RAMP_COLUMNS,
+    ROW_COLUMNS,
+    CategoryRow,
+    QualityRow,
+    RampRow,
+    SweepRow,
+)
 from harness.studies.sweep_plan import SweepPlan, load_plan, override
 
 FIT_STEP_DOWNS = 2  # how often a sweep steps down from a fitted batch that ran out of memory in a full run
@@ -216,7 +224,7 @@ class Sweep:
             print(f"{label}: {_verdict_text(result)}; running it again with {', '.join(again)}", flush=True)
             result = self._launch(label, scenario, mode, [*sets, *again])
         if scenario == "Offline" and mode == "performance" and result["status"] == "ok":
-            ips = result["summary"].get("samples_per_second") or 0.0
+            ips = result["summary"].samples_per_second or 0.0
             self.best_ips[(resolution, steps)] = max(ips, best or 0.0)
         shown = result["error"] or f"{_fmt(_images_per_second(result['summary']))} images/s"
         verdict = f", {_verdict_text(result)}" if mode == "performance" and result["status"] == "ok" else ""
@@ -228,7 +236,7 @@ class Sweep:
         """One child `python -m harness` run; a plain line every few seconds while it runs (see Heartbeat)."""
         a = self.args
         runs_dir = self.out / "runs" / label
-        cmd = [sys.executable, "-m", "harness", "--model", a.model, "--scenario", scenario, "--mode", mode]
+        cmd = ["--model", a.model, "--scenario", scenario, "--mode", mode]
         cmd += ["--no-progress", "--output-dir", str(runs_dir)]
         if a.backend:
             cmd += ["--backend", a.backend]
@@ -236,12 +244,8 @@ class Sweep:
             cmd += ["--config", a.config]
         for item in sets:
             cmd += ["--set", item]
-        before = set(runs_dir.iterdir()) if runs_dir.exists() else set()
-        with Heartbeat(label):
-            proc = subprocess.run(cmd, capture_output=True, text=True)
-        dirs = sorted(set(runs_dir.iterdir()) - before) if runs_dir.exists() else []
-        summary_path = dirs[-1] / "summary.json" if dirs else None
-        return _result(proc, summary_path)
+        child = run_child(cmd, output_dir=runs_dir, heartbeat=label)
+        return _result(child, child.run_dir / "summary.json" if child.run_dir else None)
 
     def _full_batches(self, sets: list[str], batch_size: int) -> list[str]:
         """The setting that makes an Offline run issue at least two full batches, where it would issue fewer."""
@@ -254,7 +258,7 @@ class Sweep:
         """`python -m harness fit` at this resolution and step count: the largest batch that fits."""
         a = self.args
         runs_dir = self.out / "runs" / f"r{resolution}-s{steps}-fit"
-        cmd = [sys.executable, "-m", "harness", "fit", "--model", a.model, "--output-dir", str(runs_dir)]
+        cmd = ["fit", "--model", a.model, "--output-dir", str(runs_dir)]
         cmd += ["--max-batch", str(self.plan.max_batch), "--memory-fraction", str(self.plan.fit_memory_fraction)]
         if a.backend:
             cmd += ["--backend", a.backend]
@@ -262,9 +266,8 @@ class Sweep:
             cmd += ["--config", a.config]
         for item in [f"model.height={resolution}", f"model.width={resolution}", f"model.steps={steps}", *a.sets]:
             cmd += ["--set", item]
-        proc = subprocess.run(cmd, capture_output=True, text=True)
-        dirs = sorted(runs_dir.iterdir()) if runs_dir.exists() else []
-        path = dirs[-1] / "fit.json" if dirs else None
+        child = run_child(cmd, output_dir=runs_dir)
+        path = child.run_dir / "fit.json" if child.run_dir else None
         entry: dict[str, Any] = {
             "resolution": resolution,
             "steps": steps,
@@ -279,11 +282,11 @@ class Sweep:
             calls = fit.get("probes") or []
             entry.update({k: fit.get(k) for k in FIT_COLUMNS if k in fit})
             entry.update(probes=len(calls), run_dir=str(path.parent))  # each call's figures stay in fit.json
-        if proc.returncode == 0:
+        if child.returncode == 0:
             entry.update(status="ok", error=None)
         else:
             failed = [c["error"] for c in calls if c.get("status") == "error"]  # a call's own error says most
-            entry.update(status="error", error=failed[-1][-500:] if failed else _stderr_error(proc))
+            entry.update(status="error", error=failed[-1][-500:] if failed else _stderr_error(child))
         entry.setdefault("run_dir", str(path.parent) if path else "")
         print(
             f"r{resolution}-s{steps}-fit: {entry['status']}, largest batch {entry['largest_batch']} "
@@ -322,12 +325,22 @@ class Sweep:
         return batch_size
 
 
-def _result(proc: subprocess.CompletedProcess[str], summary_path: Path | None) -> dict[str, Any]:
-    """status ok / oom / failed / error, the error line, the summary (when the run wrote one)."""
+class _Finished(Protocol):
+    """A finished child run: a ChildRun, or a CompletedProcess."""
+
+    @property
+    def returncode(self) -> int: ...
+
+    @property
+    def stderr(self) -> str: ...
+
+
+def _result(proc: _Finished, summary_path: Path | None) -> dict[str, Any]:
+    """status ok / oom / failed / error, the error line, the summary (a RunSummary, when the run wrote one)."""
     if summary_path is not None and summary_path.is_file():
-        summary = json.loads(summary_path.read_text())
-        error = summary.get("error")
-        status = summary["status"]
+        summary = RunSummary.read(summary_path)
+        error = summary.error
+        status = summary.status
         if status != "ok" and error and OOM.search(error):
             status = "oom"
         return {"status": status, "error": error, "summary": summary, "run_dir": str(summary_path.parent)}
@@ -338,56 +351,57 @@ def _result(proc: subprocess.CompletedProcess[str], summary_path: Path | None) -
 
 
 def _verdict_text(result: dict[str, Any]) -> str:
-    return f"LoadGen {Verdict.from_summary(result['summary']).label()}"
+    return f"LoadGen {verdict_of(result['summary']).label()}"
 
 
-def _stderr_error(proc: subprocess.CompletedProcess[str]) -> str:
+def _stderr_error(proc: _Finished) -> str:
     """A child's reason for failing: its last `error:` line, else its last line, else its exit code."""
     lines = [ln for ln in proc.stderr.strip().splitlines() if ln.strip()]
     errors = [ln for ln in lines if ln.startswith("error:")]
     return (errors or lines or [f"exit code {proc.returncode}"])[-1].removeprefix("error: ")[-500:]
 
 
-def peak_memory_mib(summary: dict[str, Any] | None) -> float | None:
-    return headline_memory_mib((summary or {}).get("peak_memory") or {})
+def peak_memory_mib(summary: RunSummary | Mapping[str, Any] | None) -> float | None:
+    s = as_summary(summary)
+    return None if s is None else s.peak_memory_mib()
 
 
-def _images_per_second(summary: dict[str, Any] | None) -> float | None:
-    value = (summary or {}).get("samples_per_second")
+def _images_per_second(summary: RunSummary | None) -> float | None:
+    value = summary.samples_per_second if summary is not None else None
     return float(value) if value else None
 
 
-def row(resolution: int, steps: int, batch_size: int, scenario: str, result: dict[str, Any]) -> dict[str, Any]:
-    s = result["summary"] if result["status"] == "ok" else None  # a failed run's figures time empty answers
-    lat = (s or {}).get("latency_ms") or {}
+def row(resolution: int, steps: int, batch_size: int, scenario: str, result: dict[str, Any]) -> SweepRow:
+    s: RunSummary | None = result["summary"] if result["status"] == "ok" else None  # a failed run times empty answers
+    lat = s.latency_ms if s is not None else {}
     per_image = scenario != "Offline"  # Offline latencies count from the one query's issue
     mean = lat.get("mean")
-    cost = (s or {}).get("cost") or {}
-    first = (s or {}).get("time_to_first_image_s") or {}
-    verdict = Verdict.from_summary(result["summary"])  # every figure carries LoadGen's verdict and its reason
-    return {
-        "resolution": resolution,
-        "steps": steps,
-        "batch_size": batch_size,
-        "scenario": scenario,
-        "seconds_per_image": mean / 1e3 if per_image and mean else None,
-        "images_per_second": _images_per_second(s),
-        "latency_p50_ms": lat.get("p50") if per_image else None,
-        "latency_p95_ms": lat.get("p95") if per_image else None,
-        "latency_p99_ms": lat.get("p99") if per_image else None,
-        "peak_memory_mib": peak_memory_mib(result["summary"]),
-        "clip_score": None,
-        "cost_per_image_usd": cost.get("cost_per_image_usd"),  # with cost.gpu_hour_usd or cost.instance
-        "images_per_usd": cost.get("images_per_usd"),
-        "cost_per_accepted_image_usd": None,  # filled from the point's quality run (its per-image CLIP)
-        "first_image_cold_s": first.get("cold"),
-        "first_image_warm_s": first.get("warm"),
-        "loadgen_validity": verdict.validity,
-        "invalid_reason": verdict.reason or None,
-        "status": result["status"],
-        "error": result["error"],
-        "run_dir": result["run_dir"],
-    }
+    cost = (s.cost if s is not None else None) or {}
+    first = s.time_to_first_image_s if s is not None else {}
+    verdict = verdict_of(result["summary"])  # every figure carries LoadGen's verdict and its reason
+    return SweepRow(
+        resolution=resolution,
+        steps=steps,
+        batch_size=batch_size,
+        scenario=scenario,
+        seconds_per_image=mean / 1e3 if per_image and mean else None,
+        images_per_second=_images_per_second(s),
+        latency_p50_ms=lat.get("p50") if per_image else None,
+        latency_p95_ms=lat.get("p95") if per_image else None,
+        latency_p99_ms=lat.get("p99") if per_image else None,
+        peak_memory_mib=peak_memory_mib(result["summary"]),
+        clip_score=None,
+        cost_per_image_usd=cost.get("cost_per_image_usd"),  # with cost.gpu_hour_usd or cost.instance
+        images_per_usd=cost.get("images_per_usd"),
+        cost_per_accepted_image_usd=None,  # filled from the point's quality run (its per-image CLIP)
+        first_image_cold_s=first.get("cold"),
+        first_image_warm_s=first.get("warm"),
+        loadgen_validity=verdict.validity,
+        invalid_reason=verdict.reason or None,
+        status=result["status"],
+        error=result["error"],
+        run_dir=result["run_dir"],
+    )
 
 
 def _quality(sweep: Sweep, resolution: int, steps: int) -> tuple[dict[str, Any], list[dict[str, Any]]]:
@@ -397,34 +411,29 @@ def _quality(sweep: Sweep, resolution: int, steps: int) -> tuple[dict[str, Any],
     if result["run_dir"] and (Path(result["run_dir"]) / "accuracy.json").is_file():
         accuracy = json.loads((Path(result["run_dir"]) / "accuracy.json").read_text())
     status = result["status"]
+    summary: RunSummary | None = result["summary"]
     if status == "ok" and accuracy.get("CLIP_SCORE") is None:
-        status, result["error"] = "error", ((result["summary"] or {}).get("accuracy") or {}).get("error")
-    lpips = ((result["summary"] or {}).get("quality") or {}).get("lpips_diversity") or {}
+        status, result["error"] = "error", ((summary.accuracy if summary else None) or {}).get("error")
+    lpips = ((summary.quality if summary else None) or {}).get("lpips_diversity") or {}
     clip_min = sweep.accept_clip_min
     accepted = acceptance(clip_min, accuracy.get("clip_scores")) if clip_min != 0 else {}
-    entry = {
-        "resolution": resolution,
-        "steps": steps,
-        "clip_score": accuracy.get("CLIP_SCORE"),
-        "fid_score": accuracy.get("FID_SCORE"),
-        "lpips_diversity": lpips.get("mean"),  # with quality.diversity_seeds > 0
-        "accepted_share": accepted.get("accepted_share"),  # with a nonzero cost.accept_clip_min
-        "standin": accuracy.get("standin"),  # scored with stand-in scorer files: meaningless absolute numbers
-        "status": status,
-        "error": result["error"],
-        "run_dir": result["run_dir"],
-    }
+    entry = QualityRow(
+        resolution=resolution,
+        steps=steps,
+        clip_score=accuracy.get("CLIP_SCORE"),
+        fid_score=accuracy.get("FID_SCORE"),
+        lpips_diversity=lpips.get("mean"),
+        accepted_share=accepted.get("accepted_share"),
+        standin=accuracy.get("standin"),
+        status=status,
+        error=result["error"],
+        run_dir=result["run_dir"],
+    )
     by_category = [
-        {
-            "resolution": resolution,
-            "steps": steps,
-            "category": name,
-            "clip_score": v.get("clip_score"),
-            "count": v.get("count"),
-        }
+        CategoryRow(resolution, steps, name, clip_score=v.get("clip_score"), count=v.get("count")).to_json()
         for name, v in (accuracy.get("by_category") or {}).items()
     ]
-    return entry, by_category
+    return entry.to_json(), by_category
 
 
 def run_sweep(args: argparse.Namespace, plan: SweepPlan, out: Path) -> dict[str, Any]:
@@ -461,17 +470,17 @@ def run_sweep(args: argparse.Namespace, plan: SweepPlan, out: Path) -> dict[str,
             share = quality[-1]["accepted_share"] if plan.quality else None
             for scenario in plan.scenarios:
                 for b in (1,) if scenario == "SingleStream" else batch_sizes:
-                    point = {**row(r, n, b, scenario, sweep.run(r, n, b, scenario)), "clip_score": clip}
-                    if share and point["cost_per_image_usd"]:
-                        point["cost_per_accepted_image_usd"] = point["cost_per_image_usd"] / share
-                    rows.append(point)
+                    point = dataclasses.replace(row(r, n, b, scenario, sweep.run(r, n, b, scenario)), clip_score=clip)
+                    if share and point.cost_per_image_usd:
+                        point = dataclasses.replace(point, cost_per_accepted_image_usd=point.cost_per_image_usd / share)
+                    rows.append(point.to_json())
             # 4. The batch ramp (Offline), reusing the Offline runs above.
             if plan.ramp:
 
                 def measure(b: int, r: int = r, n: int = n) -> dict[str, Any]:
                     res = sweep.run(r, n, b, "Offline")
                     ok = res["status"] == "ok"
-                    verdict = Verdict.from_summary(res["summary"])
+                    verdict = verdict_of(res["summary"])
                     return {
                         "images_per_second": _images_per_second(res["summary"]) if ok else None,
                         "peak_memory_mib": peak_memory_mib(res["summary"]),
@@ -482,7 +491,7 @@ def run_sweep(args: argparse.Namespace, plan: SweepPlan, out: Path) -> dict[str,
                     }
 
                 points = run_ramp(measure, max_batch, plan.ramp_min_gain)
-                ramp += [{"resolution": r, "steps": n, **p} for p in points]
+                ramp += [RampRow(resolution=r, steps=n, **p).to_json() for p in points]
     return {"rows": rows, "ramp": ramp, "fit": fits, "by_category": by_category, "quality": quality}
 
 

@@ -12,56 +12,36 @@ from harness.report.collect import DirData
 from harness.report.document import Table
 from harness.studies import rows as study_rows
 
-# The producers' columns (sweep.json rows, quality, ramp; scale.json rows) are the contract: the report
-# shows them with `run` first and without the run_dir path.
+# The producers' row types (harness/studies/rows.py) are the contract: the report shows their columns with
+# `run` first and without the run_dir path.
 # sweep.json's rows, in two tables of a readable width: speed and LoadGen's verdict; quality, cost and first image.
-_POINT = ["run", "resolution", "steps", "batch_size", "scenario"]
+_SWEEP = study_rows.columns(study_rows.SweepRow)
+_POINT = ["run", *_SWEEP[: _SWEEP.index("scenario") + 1]]  # resolution, steps, batch_size, scenario
 SWEEP_SPEED_COLUMNS = [
     *_POINT,
-    "seconds_per_image",
-    "images_per_second",
-    "latency_p50_ms",
-    "latency_p95_ms",
-    "latency_p99_ms",
-    "peak_memory_mib",
+    *_SWEEP[_SWEEP.index("seconds_per_image") : _SWEEP.index("peak_memory_mib") + 1],
     "loadgen_validity",
     "invalid_reason",
     "status",
 ]
 SWEEP_COST_COLUMNS = [
     *_POINT,
-    "clip_score",
-    "cost_per_image_usd",
-    "images_per_usd",
-    "cost_per_accepted_image_usd",
-    "first_image_cold_s",
-    "first_image_warm_s",
+    *_SWEEP[_SWEEP.index("clip_score") : _SWEEP.index("first_image_warm_s") + 1],
     "loadgen_validity",
 ]
-SWEEP_QUALITY_COLUMNS = ["run", *(c for c in study_rows.QUALITY_COLUMNS if c != "run_dir")]
-SWEEP_RAMP_COLUMNS = ["run", *study_rows.RAMP_COLUMNS]
-SWEEP_FIT_COLUMNS = ["run", *(c for c in study_rows.FIT_COLUMNS if c != "run_dir")]
+
+
+def _shown(row_type: type) -> list[str]:
+    return ["run", *(c for c in study_rows.columns(row_type) if c != "run_dir")]
+
+
+SWEEP_QUALITY_COLUMNS = _shown(study_rows.QualityRow)
+SWEEP_RAMP_COLUMNS = _shown(study_rows.RampRow)
+SWEEP_FIT_COLUMNS = _shown(study_rows.FitRow)
 SWEEP_STEPS_COLUMNS = ["run", "resolution", "steps", "clip_score", "seconds_per_image"]
-SWEEP_CATEGORY_COLUMNS = ["run", "resolution", "steps", "category", "clip_score", "count"]
-SCALE_COLUMNS = ["run", *(c for c in study_rows.SCALE_COLUMNS if c != "run_dir")]
-COMPARE_COLUMNS = [
-    "run",
-    "backend",
-    "status",
-    "samples_per_second",
-    "speedup",
-    "latency_p50_ms",
-    "latency_p90_ms",
-    "latency_p99_ms",
-    "peak_cpu_rss_mib",
-    "peak_cuda_allocated_mib",
-    "parity_max_abs_diff",
-    "parity_mean_abs_diff",
-    "parity_psnr_db",
-    "loadgen_validity",
-    "invalid_reason",
-    "error",
-]
+SWEEP_CATEGORY_COLUMNS = _shown(study_rows.CategoryRow)
+SCALE_COLUMNS = _shown(study_rows.ScaleRow)
+COMPARE_COLUMNS = _shown(study_rows.CompareTableRow)
 
 
 def _pick(d: DirData, key: str, columns: list[str]) -> list[dict[str, Any]]:
@@ -223,30 +203,11 @@ def compare_stages(dirs: list[DirData]) -> Table:
 
 
 def compare(dirs: list[DirData]) -> Table:
-    rows = []
-    for d in dirs:
-        for r in d.data.get("results") or []:
-            latency, memory, parity = r.get("latency_ms") or {}, r.get("peak_memory") or {}, r.get("parity") or {}
-            rows.append(
-                {
-                    "run": d.label,
-                    "backend": r.get("backend"),
-                    "status": r.get("status"),
-                    "samples_per_second": r.get("samples_per_second"),
-                    "speedup": r.get("speedup"),
-                    "latency_p50_ms": latency.get("p50"),
-                    "latency_p90_ms": latency.get("p90"),
-                    "latency_p99_ms": latency.get("p99"),
-                    "peak_cpu_rss_mib": memory.get("cpu_rss_mib"),
-                    "peak_cuda_allocated_mib": memory.get("cuda_allocated_mib"),
-                    "parity_max_abs_diff": parity.get("max_abs_diff"),
-                    "parity_mean_abs_diff": parity.get("mean_abs_diff"),
-                    "parity_psnr_db": parity.get("psnr_db"),
-                    "loadgen_validity": r.get("loadgen_result"),
-                    "invalid_reason": r.get("invalid_reason"),
-                    "error": r.get("error"),
-                }
-            )
+    rows = [
+        {"run": d.label, **study_rows.CompareTableRow.from_result(r).to_json()}
+        for d in dirs
+        for r in d.data.get("results") or []
+    ]
     return _table(
         "compare",
         "Backends side by side",

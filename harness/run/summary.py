@@ -90,7 +90,7 @@ class FailureRecord:
 
 @dataclass(frozen=True)
 class RunSummary:
-    status: str = "ok"  # ok, failed, interrupted
+    status: str = ""  # ok, failed, interrupted ("" only in a summary.json without it)
     error: str | None = None
     scenario: str = ""
     mode: str = "performance"
@@ -178,6 +178,18 @@ class RunSummary:
 
 
 _OMITTED_WHEN_NONE = {"accuracy", "quality"}
+
+
+def verdict_of(summary: RunSummary | None) -> Verdict:
+    """LoadGen's verdict of a run that may have written no summary.json ("no summary.json")."""
+    return summary.verdict() if summary is not None else Verdict.from_summary(None)
+
+
+def as_summary(summary: RunSummary | Mapping[str, Any] | None) -> RunSummary | None:
+    """A RunSummary from either form (a summary.json dict as read, or the record)."""
+    if summary is None or isinstance(summary, RunSummary):
+        return summary
+    return RunSummary.from_json(summary)
 
 
 def _plain(value: Any) -> Any:

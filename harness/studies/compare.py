@@ -19,7 +19,8 @@ from typing import Any
 import numpy as np
 
 from harness.console import fmt
-from harness.loadgen.logs import Verdict
+from harness.run.summary import RunSummary
+from harness.studies.rows import CompareResult
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -129,38 +130,36 @@ def make_row(
     perf_error: str | None,
     accuracy_dir: Path | None,
 ) -> dict[str, Any]:
-    run = read_run(perf_dir)
-    summary, manifest = run["summary"], run["manifest"]
+    """compare.json's entry for one backend (a CompareResult as a dict: compare adds to it)."""
+    manifest = read_run(perf_dir)["manifest"]
+    summary = RunSummary.read_if_present(perf_dir / "summary.json" if perf_dir else None)
     described = manifest.get("backend") or {}
-    latency = summary.get("latency_ms") or {}
-    ok = perf_exit == 0 and summary.get("status") == "ok"
+    ok = perf_exit == 0 and summary is not None and summary.status == "ok"
     onnx = described.get("onnx") or {}
-    return {
-        "backend": backend,
-        "status": "ok" if ok else "failed",
-        "error": None if ok else (summary.get("error") or perf_error or f"exit code {perf_exit}"),
-        "run_dir": str(perf_dir) if perf_dir else None,
-        "accuracy_run_dir": str(accuracy_dir) if accuracy_dir else None,
-        "samples_per_second": summary.get("samples_per_second"),
-        "latency_ms": {k: latency.get(k) for k in ("p50", "p90", "p99")},
-        "loadgen_result": (summary.get("loadgen") or {}).get("result_validity"),
-        # LoadGen's reason for an INVALID result (early stopping's included)
-        "invalid_reason": (Verdict.from_summary(summary).reason or None) if summary else None,
-        "batch_sizes": summary.get("batch_sizes"),
-        "setup_s": setup_seconds(described),
-        "onnx_export_cached": onnx.get("cache_hit"),
-        "phases_s": summary.get("phases_s"),
-        "peak_memory": summary.get("peak_memory"),
-        "device": described.get("device"),
-        "dtype": described.get("dtype"),
-        "options": described.get("options"),
-        "compile": described.get("compile"),
-        "prompts_sha256": (manifest.get("prompts") or {}).get("sha256"),
-        "latents": manifest.get("latents"),
-        "timing": summary.get("timing"),
-        "parity": None,
-        "parity_error": None,
-    }
+    latency = summary.latency_ms if summary is not None else {}
+    return CompareResult(
+        backend=backend,
+        status="ok" if ok else "failed",
+        error=None if ok else ((summary.error if summary else None) or perf_error or f"exit code {perf_exit}"),
+        run_dir=str(perf_dir) if perf_dir else None,
+        accuracy_run_dir=str(accuracy_dir) if accuracy_dir else None,
+        samples_per_second=summary.samples_per_second if summary else None,
+        latency_ms={k: latency.get(k) for k in ("p50", "p90", "p99")},
+        loadgen_result=summary.loadgen.result_validity if summary else None,
+        invalid_reason=(summary.verdict().reason or None) if summary else None,
+        batch_sizes=dict(summary.batch_sizes) if summary else None,
+        setup_s=setup_seconds(described),
+        onnx_export_cached=onnx.get("cache_hit"),
+        phases_s=dict(summary.phases_s) if summary else None,
+        peak_memory=dict(summary.peak_memory) if summary else None,
+        device=described.get("device"),
+        dtype=described.get("dtype"),
+        options=described.get("options"),
+        compile=described.get("compile"),
+        prompts_sha256=(manifest.get("prompts") or {}).get("sha256"),
+        latents=manifest.get("latents"),
+        timing=dict(summary.timing) if summary else None,
+    ).to_json()
 
 
 def build_report(
