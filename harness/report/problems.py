@@ -57,7 +57,9 @@ def _dir_problems(d: DirData) -> list[dict[str, Any]]:
     if d.data.get("weights") == "random":
         out.append(("ok", RANDOM_WEIGHTS))
     if d.kind == "sweep":
-        keyed = [("sweep point", r, ("resolution", "steps", "batch_size", "scenario")) for r in d.data.get("rows", [])]
+        keyed: list[tuple[str, Any, tuple[str, ...]]] = [
+            ("sweep point", r, ("resolution", "steps", "batch_size", "scenario")) for r in d.data.get("rows", [])
+        ]
         keyed += [("batch ramp point", r, ("resolution", "steps", "batch_size")) for r in d.data.get("ramp", [])]
         keyed += [("largest-batch search", r, ("resolution", "steps")) for r in d.data.get("fit", [])]
         for what, row, keys in keyed:

@@ -379,9 +379,8 @@ def comparison(runs: list[RunData]) -> Table:
             v = _metrics(r).get(metric)
             if v is None and b is None:
                 continue
-            numeric = isinstance(v, (int, float)) and isinstance(b, (int, float))
-            delta = v - b if numeric else None
-            pct = round(100.0 * delta / b, 2) if numeric and b else None
+            delta = v - b if isinstance(v, (int, float)) and isinstance(b, (int, float)) else None
+            pct = round(100.0 * delta / b, 2) if delta is not None and b else None
             rows.append({"metric": metric, "run": r.label, "value": v, "baseline": b, "delta": delta, "delta_pct": pct})
     return _table(
         "comparison",
