@@ -33,6 +33,7 @@ import transformers
 from backends import pretokenize
 from backends.base import BackendError, ImageBatch, ModelSpec, PromptBatch
 from backends.cpu_bf16 import BF16_SLOWDOWN_MATMUL, cpu_bf16_is_fast
+from backends.quantize import check_quantize, quantize_denoiser, torchao_version
 from backends.stage_timer import StageTimer
 
 logger = logging.getLogger(__name__)
@@ -69,6 +70,9 @@ class DiffusersEagerOptions:
     # bfloat16 on a CPU without fast bfloat16 kernels is refused before anything loads (it runs tens
     # of times slower than float32); true runs it anyway, with a warning.
     allow_slow_bf16: bool = False
+    # The denoiser's linear layers quantized through torchao (backends/quantize.py): none,
+    # float8_dynamic, float8_weight (CUDA, compute capability 8.9+), int8_dynamic, int8_weight.
+    quantize: str = "none"
 
     def __post_init__(self) -> None:
         if self.dtype not in _DTYPES:
@@ -86,6 +90,7 @@ class DiffusersEagerOptions:
                 f"diffusers-eager: num_threads {self.num_threads} is not allowed; "
                 "use -1 (auto), 0 (torch's default) or a positive count"
             )
+        check_quantize(self.quantize, self.device, "diffusers-eager")
 
 
 def _check_cpu_bf16(allow_slow: bool) -> None:
@@ -183,6 +188,7 @@ class DiffusersEagerBackend:
         self._call_params: frozenset[str] = frozenset()
         self._disabled: list[str] = []
         self._denoiser_name = ""
+        self._quantized_layers = 0
         self._warned_negative = False
         if model.weights not in ("pretrained", "random"):
             raise BackendError(
@@ -218,6 +224,7 @@ class DiffusersEagerBackend:
         if self.options.vae_slicing:
             _enable_vae_slicing(pipe)
         self._denoiser_name = _denoiser_name(pipe)
+        self._quantized_layers = quantize_denoiser(getattr(pipe, self._denoiser_name), self.options.quantize)
         if self.model.pretokenize:
             reason = pretokenize.unsupported_reason(pipe)
             if reason:
@@ -381,6 +388,9 @@ class DiffusersEagerBackend:
             "pretokenize": self.model.pretokenize,
             "device": str(self._device or self.options.device),
             "dtype": self.options.dtype,
+            "quantize": self.options.quantize,
+            "quantized_linear_layers": self._quantized_layers,
+            "torchao": torchao_version() if self.options.quantize != "none" else None,
             "num_threads": torch.get_num_threads(),
             "disabled": list(self._disabled),
             "loaded": pipe is not None,

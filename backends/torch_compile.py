@@ -8,6 +8,16 @@ the classes in the model's `_repeated_blocks` or in `regional_blocks`: much shor
 inference), `compile_backend` (inductor; aot_eager and eager only trace, for debugging), and
 `warmup_batch_sizes`.
 
+The GPU recipe of the fastest open diffusion stacks, each an option recorded in the manifest:
+`fuse_qkv` (one projection for query, key and value in every attention block), `channels_last` (the
+denoiser's and VAE's convolutions in NHWC), `sdpa_backend` (auto, flash, cudnn, efficient, math: the
+scaled-dot-product attention kernel, fixed for warm-up and timed calls alike),
+`coordinate_descent_tuning` and `epilogue_fusion` (inductor), `compile_vae`, mode
+`max-autotune-no-cudagraphs` or `reduce-overhead` (CUDA graphs per batch size), and `cache_dir` (the
+inductor cache: FX graphs and autotuning results, so a repeat run on the same machine compiles in
+seconds; the manifest records its hits and misses). `quantize` (diffusers-eager's option,
+backends/quantize.py) composes with all of them.
+
 Warm-up compiles every batch size in `warmup_batch_sizes`, which the runner fills in with the sizes
 the SUT sends (SingleStream 1, Offline `sut.batch_size`, Server 1 to `sut.max_batch_size`; set it
 to e.g. [1, 2, 4, 8] to compile fewer). Each size runs twice: the first call compiles, and its time
@@ -27,10 +37,12 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
+import os
 import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -44,6 +56,8 @@ logger = logging.getLogger(__name__)
 
 NAME = "torch-compile"
 MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+SDPA_BACKENDS = ("auto", "flash", "cudnn", "efficient", "math")
+_CUDA_ONLY_SDPA = ("cudnn", "efficient")
 COMPILE_BACKENDS = ("inductor", "aot_eager", "eager")
 _RECOMPILE_MARKERS = ("fail_on_recompile", "Detected recompile")
 
@@ -62,6 +76,12 @@ class TorchCompileOptions(DiffusersEagerOptions):
     freezing: bool = False  # inductor constant-folds the weights (inference only; helps on the CPU)
     compile_backend: str = "inductor"  # one of COMPILE_BACKENDS
     warmup_batch_sizes: tuple[int, ...] = ()  # () = the size of the warm-up batch
+    fuse_qkv: bool = False  # fuse each attention block's q, k, v projections into one matmul
+    channels_last: bool = False  # NHWC memory format for the denoiser and the VAE
+    sdpa_backend: str = "auto"  # one of SDPA_BACKENDS; auto = torch's own choice per call
+    coordinate_descent_tuning: bool = False  # inductor tunes each generated kernel's launch parameters
+    epilogue_fusion: bool = True  # inductor fuses pointwise epilogues into matmul templates (its default)
+    cache_dir: str = ""  # inductor's on-disk cache; "" = torch's default (TORCHINDUCTOR_CACHE_DIR or /tmp)
 
     def __post_init__(self) -> None:
         try:
@@ -84,6 +104,16 @@ class TorchCompileOptions(DiffusersEagerOptions):
                 f"{NAME}: mode 'reduce-overhead' uses CUDA graphs, which need a CUDA device, not "
                 f"{self.device!r}; on the CPU use default, max-autotune or max-autotune-no-cudagraphs"
             )
+        if self.sdpa_backend not in SDPA_BACKENDS:
+            raise BackendError(
+                f"{NAME}: sdpa_backend {self.sdpa_backend!r} is not supported; "
+                f"choose one of: {', '.join(SDPA_BACKENDS)}"
+            )
+        if self.sdpa_backend in _CUDA_ONLY_SDPA and not self.device.startswith("cuda"):
+            raise BackendError(
+                f"{NAME}: sdpa_backend {self.sdpa_backend!r} has CUDA kernels only; device is {self.device!r}. "
+                "On the CPU use auto, flash or math"
+            )
         if any(b < 1 for b in self.warmup_batch_sizes):
             raise BackendError(f"{NAME}: warmup_batch_sizes {list(self.warmup_batch_sizes)} must all be >= 1")
 
@@ -105,10 +135,16 @@ class TorchCompileBackend(DiffusersEagerBackend):
         self._first_call_s: dict[int, float] = {}
         self._steady_s: dict[int, float] = {}
         self._padded: Counter[str] = Counter()
+        self._recipe: dict[str, Any] = {}  # what the GPU-recipe options did to the pipeline
+        self._cache: dict[str, int] = {}  # inductor FX-graph cache hits and misses during warm-up
 
     def load(self) -> None:
+        if self.options.cache_dir:
+            # Read by inductor when it first touches its cache (in warm-up), so set before compiling.
+            os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(Path(self.options.cache_dir).expanduser())
         super().load()
         pipe, _ = self._loaded()
+        self._recipe = _apply_recipe(pipe, self._denoiser_name, self.options)
         start = time.perf_counter()
         targets = self._targets(pipe)
         for label, module in targets:
@@ -133,7 +169,8 @@ class TorchCompileBackend(DiffusersEagerBackend):
         if self.model.pretokenize and not batch.encoded:  # warm up the path timed calls take
             encoded = self.preprocess_prompts(batch.prompts, batch.negative_prompts)
             batch = dataclasses.replace(batch, encoded=tuple(encoded or ()))
-        with self._compile_config(len(sizes)):
+        counters = _inductor_cache_counters()
+        with self._compile_config(len(sizes)), self._attention():
             for size in sizes:
                 one = resize_batch(batch, size)
                 start = time.perf_counter()
@@ -160,6 +197,8 @@ class TorchCompileBackend(DiffusersEagerBackend):
                     first,
                     steady,
                 )
+        after = _inductor_cache_counters()
+        self._cache = {k: after[k] - counters[k] for k in after}
         self._sizes = sizes
 
     def generate(self, batch: PromptBatch) -> ImageBatch:
@@ -172,7 +211,7 @@ class TorchCompileBackend(DiffusersEagerBackend):
             self._padded[f"{n}->{size}"] += 1
             batch = resize_batch(batch, size)
         try:
-            with torch.compiler.set_stance("fail_on_recompile"):
+            with torch.compiler.set_stance("fail_on_recompile"), self._attention():
                 out = super().generate(batch)
         except RuntimeError as exc:
             if not _is_recompile(exc):
@@ -203,6 +242,14 @@ class TorchCompileBackend(DiffusersEagerBackend):
             "first_call_s": {str(k): v for k, v in self._first_call_s.items()},
             "steady_call_s": {str(k): v for k, v in self._steady_s.items()},
             "padded_batches": dict(self._padded),
+            "fuse_qkv": o.fuse_qkv,
+            "channels_last": o.channels_last,
+            "sdpa_backend": o.sdpa_backend,
+            "coordinate_descent_tuning": o.coordinate_descent_tuning,
+            "epilogue_fusion": o.epilogue_fusion,
+            "recipe_applied": dict(self._recipe),
+            "cache_dir": os.environ.get("TORCHINDUCTOR_CACHE_DIR") or None,
+            "cache": dict(self._cache),
         }
         d["build_s"] = {"compile": round(sum(self._compile_s.values()), 3)}
         return d
@@ -254,6 +301,20 @@ class TorchCompileBackend(DiffusersEagerBackend):
                 f"blocks {list(blocks)} in it"
             )
 
+    def _attention(self) -> contextlib.AbstractContextManager[Any]:
+        """The SDPA kernel asked for, around warm-up and timed calls alike (auto: torch's choice)."""
+        if self.options.sdpa_backend == "auto":
+            return contextlib.nullcontext()
+        from torch.nn.attention import SDPBackend, sdpa_kernel
+
+        kernel = {
+            "flash": SDPBackend.FLASH_ATTENTION,
+            "cudnn": SDPBackend.CUDNN_ATTENTION,
+            "efficient": SDPBackend.EFFICIENT_ATTENTION,
+            "math": SDPBackend.MATH,
+        }[self.options.sdpa_backend]
+        return sdpa_kernel(kernel)
+
     @contextlib.contextmanager
     def _compile_config(self, n_sizes: int) -> Iterator[None]:
         """While warming up: room for one graph per batch size (and per block shape) without
@@ -264,11 +325,44 @@ class TorchCompileBackend(DiffusersEagerBackend):
         limit = max(dynamo_config.recompile_limit, 8 * n_sizes)
         with contextlib.ExitStack() as stack:
             stack.enter_context(dynamo_config.patch(recompile_limit=limit, fail_on_recompile_limit_hit=True))
-            if self.options.freezing:
-                import torch._inductor.config as inductor_config
+            import torch._inductor.config as inductor_config
 
-                stack.enter_context(inductor_config.patch(freezing=True))
+            stack.enter_context(
+                inductor_config.patch(
+                    freezing=self.options.freezing,
+                    coordinate_descent_tuning=self.options.coordinate_descent_tuning,
+                    epilogue_fusion=self.options.epilogue_fusion,
+                )
+            )
             yield
+
+
+def _apply_recipe(pipe: Any, denoiser_name: str, options: TorchCompileOptions) -> dict[str, Any]:
+    """fuse_qkv and channels_last, before compiling (the compiled graphs see the fused, NHWC modules)."""
+    done: dict[str, Any] = {}
+    denoiser = getattr(pipe, denoiser_name)
+    if options.fuse_qkv:
+        fuse = getattr(denoiser, "fuse_qkv_projections", None)
+        if fuse is None:
+            raise BackendError(f"{NAME}: fuse_qkv is set, but {type(denoiser).__name__} has no fuse_qkv_projections()")
+        fuse()
+        done["fused_qkv"] = [denoiser_name]
+    if options.channels_last:
+        converted = [denoiser_name]
+        denoiser.to(memory_format=torch.channels_last)
+        vae = getattr(pipe, "vae", None)
+        if vae is not None:
+            vae.to(memory_format=torch.channels_last)
+            converted.append("vae")
+        done["channels_last"] = converted
+    return done
+
+
+def _inductor_cache_counters() -> dict[str, int]:
+    from torch._dynamo.utils import counters
+
+    inductor = counters["inductor"]
+    return {"fx_graph_hits": int(inductor["fxgraph_cache_hit"]), "fx_graph_misses": int(inductor["fxgraph_cache_miss"])}
 
 
 def _install_output_hooks(pipe: Any, encoders: list[str]) -> None:

@@ -138,6 +138,12 @@ def submission_blockers(cfg: RunConfig, settings: lg.TestSettings, dataset_count
     blockers: list[str] = []
     if cfg.model.development_only:
         blockers.append(f"model {cfg.model.name!r} is a development model")
+    quantize = str(cfg.backend.get("quantize", "none"))
+    if quantize != "none":
+        blockers.append(
+            f"the denoiser is quantized ({quantize}, backend.quantize): not valid for submission until an "
+            "accuracy run with real weights and the same quantization passes the model's thresholds"
+        )
     if not cfg.model.mlperf_name:
         blockers.append(f"model {cfg.model.name!r} has no MLPerf benchmark definition")
         return blockers

@@ -163,6 +163,8 @@ def what_ran(config: dict[str, Any], backend: dict[str, Any], model_path: str) -
     else:
         runs_model = True
         precision = str(backend.get("dtype") or backend.get("precision") or "unknown")
+        if backend.get("quantize") not in (None, "none"):
+            precision += f", denoiser linear layers {backend['quantize']} (torchao)"
         if model.get("weights") == "random":
             weights = f"random weights (architecture only, from {model.get('components') or 'its components'})"
         elif model_path:
