@@ -6,7 +6,11 @@ Each backend runs in its own process (`python -m harness ...`, so one backend's 
 compiled code cannot touch another's), first a performance run, then an accuracy-mode run of a few
 samples whose logged images are compared with the reference backend's. All runs get the same
 model, scenario, prompts, latents and `--set` overrides; `--backend-set NAME:KEY=VALUE` adds an
-override for one backend only (e.g. `torch-compile:backend.mode=max-autotune`). The compare run
+override for one backend only (e.g. `torch-compile:backend.mode=max-autotune`). One backend can run
+under several configurations by giving each a label, `LABEL=BACKEND` in `--backends`, and naming the
+label in `--backend-set`, `--reference` and the tables (e.g. `--backends
+diffusers-eager,compiled=torch-compile,int8=torch-compile --backend-set int8:backend.quantize=int8_dynamic`);
+each row's run directory records the backend that ran. The compare run
 directory gets compare.md, compare.json, compare.png, the runs themselves under runs/, and each
 run's output under logs/. Exit code 0 when every run succeeded, 1 when one failed (the report says
 which), 2 on bad input.
@@ -46,7 +50,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--backends",
         default=DEFAULT_BACKENDS,
-        help=f"comma-separated backends, from: {', '.join(sorted(BACKENDS))}. Default: {DEFAULT_BACKENDS}",
+        help=f"comma-separated backends, from: {', '.join(sorted(BACKENDS))}; LABEL=BACKEND runs a backend under a "
+        f"label of its own (one backend, several configurations, with --backend-set LABEL:...). "
+        f"Default: {DEFAULT_BACKENDS}",
     )
     p.add_argument("--reference", default="diffusers-eager", help="the backend the others are measured against")
     p.add_argument("--scenario", choices=SCENARIOS, default="Offline", help="LoadGen scenario. Default: Offline")
@@ -85,14 +91,25 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _parse(argv: list[str]) -> tuple[argparse.Namespace, list[str], dict[str, list[str]]] | str:
+def _parse(argv: list[str]) -> tuple[argparse.Namespace, dict[str, str], dict[str, list[str]]] | str:
+    """(args, label -> backend, label -> its --set overrides), or the bad-input message."""
     args = build_parser().parse_args(argv)
-    backends = [b.strip() for b in args.backends.split(",") if b.strip()]
-    unknown = [b for b in backends if b not in BACKENDS]
+    items = [b.strip() for b in args.backends.split(",") if b.strip()]
+    pairs = [
+        (label.strip(), name.strip()) if sep else (item, item)
+        for item in items
+        for label, sep, name in [item.partition("=")]
+    ]
+    unknown = [name for _, name in pairs if name not in BACKENDS]
     if unknown:
         return f"unknown backend {unknown[0]!r}; choose from: {', '.join(sorted(BACKENDS))}"
-    if len(set(backends)) != len(backends) or len(backends) < 2:
-        return f"--backends needs at least two different backends, got {args.backends!r}"
+    bad_label = [label for label, _ in pairs if not label or any(c in label for c in "/:, ")]
+    if bad_label:
+        return f"--backends label {bad_label[0]!r} must be a plain name (no '/', ':', ',' or spaces)"
+    labels = [label for label, _ in pairs]
+    if len(set(labels)) != len(labels) or len(labels) < 2:
+        return f"--backends needs at least two different backends or labels, got {args.backends!r}"
+    backends = dict(pairs)
     if args.reference not in backends:
         return f"--reference {args.reference!r} is not in --backends ({', '.join(backends)})"
     if args.model not in available_models():
@@ -114,7 +131,8 @@ def main(argv: list[str] | None = None) -> int:
     parsed = _parse(list(sys.argv[1:] if argv is None else argv))
     if isinstance(parsed, str):
         return fail(parsed)
-    args, backends, per_backend = parsed
+    args, label_backend, per_backend = parsed
+    backends = list(label_backend)
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(message)s"))
     log.addHandler(handler)
@@ -143,7 +161,9 @@ def main(argv: list[str] | None = None) -> int:
     extras = {b: [a for s in per_backend[b] for a in ("--set", s)] for b in backends}
     for _ in range(args.rounds):
         for backend in backends:
-            perf[backend].append(_run(out, backend, "performance", [*common, *extras[backend]], args.timeout_s))
+            perf[backend].append(
+                _run(out, backend, label_backend[backend], "performance", [*common, *extras[backend]], args.timeout_s)
+            )
 
     rows: list[dict[str, Any]] = []
     accuracy_dirs: dict[str, Path | None] = {}
@@ -162,7 +182,9 @@ def main(argv: list[str] | None = None) -> int:
                 f"accuracy.sample_images={n}",
             ]
             acc_args += ["--set", "accuracy.score=false"]
-            acc_dir, acc_code, acc_error = _run(out, backend, "accuracy", acc_args, args.timeout_s)
+            acc_dir, acc_code, acc_error = _run(
+                out, backend, label_backend[backend], "accuracy", acc_args, args.timeout_s
+            )
             if acc_code != 0:
                 log.error("compare: the accuracy run of %s failed: %s", backend, acc_error)
                 acc_dir = None
@@ -233,10 +255,13 @@ def _median_round(results: list[tuple[Path | None, int, str | None]]) -> tuple[P
     return ranked[(len(ranked) - 1) // 2]
 
 
-def _run(out: Path, backend: str, mode: str, args: list[str], timeout_s: float) -> tuple[Path | None, int, str | None]:
-    """One `python -m harness` run; (its run directory, exit code, last error line)."""
+def _run(
+    out: Path, backend: str, backend_name: str, mode: str, args: list[str], timeout_s: float
+) -> tuple[Path | None, int, str | None]:
+    """One `python -m harness` run of `backend_name` under the label `backend`; (its run directory, exit
+    code, last error line)."""
     runs = out / "runs"
-    cmd = ["--backend", backend, "--mode", mode, "--output-dir", str(runs), "--no-progress", *args]
+    cmd = ["--backend", backend_name, "--mode", mode, "--output-dir", str(runs), "--no-progress", *args]
     log_path = out / "logs" / f"{backend}-{mode}.log"
     log.info("compare: %s %s ...", backend, mode)
     start = time.perf_counter()
