@@ -171,6 +171,15 @@ class MlperfSection:
 
 
 @dataclass(frozen=True)
+class HistorySection:
+    # The run history (harness/history/, docs/history.md): every run records itself when it ends.
+    enabled: bool = True
+    # SQLAlchemy URL, e.g. postgresql+psycopg://user@host/db for a shared one; "" = SQLite at
+    # <run.output_dir>/history.sqlite
+    url: str = ""
+
+
+@dataclass(frozen=True)
 class RunConfig:
     run: RunSection = field(default_factory=RunSection)
     model: ModelSection = field(default_factory=ModelSection)
@@ -183,6 +192,7 @@ class RunConfig:
     cost: CostSection = field(default_factory=CostSection)
     quality: QualitySection = field(default_factory=QualitySection)
     mlperf: MlperfSection = field(default_factory=MlperfSection)
+    history: HistorySection = field(default_factory=HistorySection)
     # Validated against the chosen backend's Options dataclass when the backend is built.
     backend: dict[str, Any] = field(default_factory=dict)
     # LoadGen TestSettings attribute -> value, from the TOML layers (model+scenario defaults, --config).

@@ -1,8 +1,17 @@
-"""Shared fixtures: a per-session harness cache (the tiny model is built once per test session),
-and a helper that runs the real CLI in a subprocess."""
+"""Shared fixtures: a per-session harness cache (the tiny model is built once per test session), the
+real CLI in a subprocess (`run_cli`) and the same CLI through its main() in this process
+(`run_cli_in_process`), and Ray started at most once per session.
+
+A child process (`run_cli`) is for what only a child process shows: `python -m harness` itself (one
+run per command), a run that ends with LoadGen still running (the CLI exits the process hard), a
+user.conf (LoadGen counts them per process), Ctrl-C, environment read at start-up. Every other run
+goes through `run_cli_in_process`: the same arguments, exit code, stdout, stderr and run directory,
+without paying the torch and diffusers import per run."""
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import json
 import logging
 import os
@@ -58,10 +67,48 @@ def run_cli(harness_cache: Path, tmp_path: Path):
             env=env,
             cwd=cwd or tmp_path,
         )
-        dirs = sorted(out.iterdir()) if out.exists() else []
+        dirs = sorted(p for p in out.iterdir() if p.is_dir()) if out.exists() else []  # not history.sqlite
         return CliRun(proc.returncode, proc.stdout, proc.stderr, dirs[-1] if dirs else None)
 
     return _run
+
+
+@pytest.fixture
+def run_cli_in_process(harness_cache: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]):
+    """`python -m harness ARGS` through harness.cli.main() in this process, in `cwd` (default: the test's
+    tmp_path, as run_cli), each call with its own output dir. Returns run_cli's CliRun. Environment,
+    logging handlers and torch threads are put back afterwards; an argparse refusal (SystemExit) is its
+    exit code. Not for runs that fail with LoadGen still running, nor for a user.conf: see the module
+    docstring."""
+    calls = itertools.count()
+
+    def _run(*args: str, cwd: Path | None = None) -> CliRun:
+        capsys.readouterr()
+        environ = dict(os.environ)
+        try:
+            with contextlib.chdir(cwd or tmp_path):
+                code, run_dir = run_main(*args, out=tmp_path / f"runs-{next(calls)}")
+        except SystemExit as exc:  # argparse: usage and the error on stderr, exit code 2
+            code, run_dir = int(exc.code or 0), None
+        finally:
+            os.environ.clear()
+            os.environ.update(environ)
+        captured = capsys.readouterr()
+        return CliRun(code, captured.out, captured.err, run_dir)
+
+    return _run
+
+
+@pytest.fixture(scope="session")
+def ray_once() -> Iterator[None]:
+    """Ray for the session: the first in-process run with workers.ray_address=local starts it (the harness
+    joins a running instance instead of starting another), and it stops when the session ends."""
+    yield
+    import sys as _sys
+
+    ray = _sys.modules.get("ray")
+    if ray is not None and ray.is_initialized():
+        ray.shutdown()
 
 
 @pytest.fixture(scope="module")
@@ -105,5 +152,5 @@ def run_main(*args: str, out: Path) -> tuple[int, Path | None]:
         root.handlers[:] = handlers
         root.setLevel(level)
         torch.set_num_threads(threads)
-    dirs = sorted(out.iterdir()) if out.exists() else []
+    dirs = sorted(p for p in out.iterdir() if p.is_dir()) if out.exists() else []  # not history.sqlite
     return code, (dirs[-1] if dirs else None)

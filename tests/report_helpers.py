@@ -62,7 +62,7 @@ def run_harness(out: Path, cache: Path, *args: str, expect: int = 0) -> Path:
         [*cmd, "--output-dir", str(out), *args], capture_output=True, text=True, env=env, timeout=120, cwd=out
     )
     assert proc.returncode == expect, proc.stderr[-3000:]
-    (run_dir,) = set(out.iterdir()) - before
+    (run_dir,) = {p for p in set(out.iterdir()) - before if p.is_dir()}  # out/ also holds history.sqlite
     return run_dir
 
 

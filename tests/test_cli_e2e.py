@@ -269,7 +269,7 @@ def test_ctrl_c_keeps_the_logs_and_exits_130(harness_cache: Path, tmp_path: Path
         proc.kill()
         raise AssertionError("the run did not stop within 30 s of Ctrl-C") from None
     assert proc.returncode == 130, stderr[-2000:]
-    run_dir = next(out.iterdir())
+    run_dir = next(p for p in out.iterdir() if p.is_dir())  # out/ also holds history.sqlite
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["status"] == "interrupted"
     assert summary["samples_completed"] > 0

@@ -141,6 +141,9 @@ def main(argv: list[str] | None = None) -> int:
         return fail(f"interrupted before LoadGen started; logs in {run_dir}", 130)
 
     print_summary(result.summary.to_json())
+    from harness.history.record import record_finished_run
+
+    record_finished_run(cfg, run_dir)  # warns, never fails the run
     accuracy = result.summary.accuracy
     if accuracy is not None:
         from harness.run.accuracy_step import verdict_line
