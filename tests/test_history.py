@@ -427,9 +427,9 @@ def test_diff_judges_significance_on_per_sample_latencies(tmp_path: Path) -> Non
 
     base = resolve(engine, str(a))
     by = {d.metric: d for d in compare(base, resolve(engine, str(same)))}
-    assert by["samples_per_second"].verdict() == "noise"
+    assert by["typical_throughput"].verdict() == "noise"
     by = {d.metric: d for d in compare(base, resolve(engine, str(slow)))}
-    tp = by["samples_per_second"]
+    tp = by["typical_throughput"]
     assert tp.verdict() == "worse" and tp.ci is not None and tp.ci[1] < 0 and -0.12 < tp.change < -0.06  # type: ignore[operator]
     engine.dispose()
 
