@@ -456,3 +456,35 @@ def test_fake_runs_record_themselves_and_gate_catches_a_slowed_backend(
     assert slow.returncode == 1 and "REGRESSION: slowdown" in slow.stdout, slow.stdout + slow.stderr
     refused = cli("gate", "--output-dir", str(out), "--baseline", str(made[0]))
     assert refused.returncode == 2 and "backend.latency_ms: 20 vs 22" in refused.stderr
+
+
+# -- trends in the report -------------------------------------------------------------------------------------
+
+
+def test_report_history_draws_trends_with_the_baseline_band(tmp_path: Path, cli: Callable[..., Cli]) -> None:
+    from harness.report.history_section import BASELINE_RUNS, baseline_band
+
+    out = tmp_path / "runs"
+    made = [
+        make_run(out, f"2026120{i}-100000-tiny-fake-Offline-performance", seed=i, batch_ms=20.0 + i)
+        for i in range(1, 8)
+    ]
+    make_run(out, "20261209-100000-tiny-fake-Offline-performance", seed=9, validity="INVALID")
+    assert cli("history", "import", str(out), "--output-dir", str(out)).returncode == 0
+    result = cli("report", "--history", str(out), "--out", str(tmp_path / "report"))
+    assert result.returncode == 0, result.stderr
+    html = (tmp_path / "report" / "report.html").read_text()
+    assert "Run history" in html and "Trend: tiny / fake / Offline / Test CPU x2 cores" in html
+    assert html.count('src="data:image/png;base64,') == 1  # self-contained: the figure is inline
+    assert "LoadGen INVALID (Reduce target QPS)" in html
+    rows = json.loads((tmp_path / "report" / "tables" / "history_runs.json").read_text())["rows"]
+    assert len(rows) == 8 and [r["result_validity"] for r in rows].count("INVALID") == 1
+    # the band: the last 5 VALID runs before the newest (the INVALID newest is not in it)
+    engine = open_history(f"sqlite:///{out / 'history.sqlite'}")
+    from harness.history.query import list_runs
+
+    series = list_runs(engine)
+    engine.dispose()
+    band = baseline_band(series, "samples_per_second")
+    expected = [r["samples_per_second"] for r in series[:-1]][-BASELINE_RUNS:]
+    assert band is not None and band[0] == min(expected) and band[2] == max(expected) and len(made) == 7

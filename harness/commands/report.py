@@ -28,7 +28,15 @@ def build_parser() -> argparse.ArgumentParser:
         "needed) for run, sweep, scale and compare directories, with every table also as CSV and JSON.",
         epilog="example: python -m harness report runs/A runs/B --out reports/a-vs-b",
     )
-    p.add_argument("inputs", nargs="+", type=Path, metavar="RUN_DIR", help="run, sweep, scale or compare directories")
+    p.add_argument("inputs", nargs="*", type=Path, metavar="RUN_DIR", help="run, sweep, scale or compare directories")
+    p.add_argument(
+        "--history",
+        nargs="?",
+        const="runs",
+        metavar="DIR|URL",
+        help="add the run history's trends (harness/report/history_section.py): a folder holding history.sqlite "
+        "(default runs) or a database URL",
+    )
     p.add_argument(
         "--out",
         type=Path,
@@ -41,13 +49,20 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(message)s", stream=sys.stderr)
+    if not args.inputs and not args.history:
+        return fail("report: give run directories, --history, or both")
     out = args.out
     if out is None:
         out = args.inputs[0] if len(args.inputs) == 1 else Path("reports") / time.strftime("%Y%m%d-%H%M%S")
     from harness.report import write_report
 
     try:
-        md, html = write_report(args.inputs, out)
+        if args.history:
+            from harness.report.history_section import write_report_with_history
+
+            md, html = write_report_with_history(args.inputs, out, args.history)
+        else:
+            md, html = write_report(args.inputs, out)
     except HarnessError as exc:
         return fail(str(exc))
     print(f"report: {md}")
