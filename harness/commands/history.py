@@ -60,24 +60,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--last", type=int, metavar="N", help="only the N newest")
     p.add_argument("--format", choices=FORMATS, default="table")
     add_database_flags(p)
-    return p
-
-
-def build_import_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    sub = p.add_subparsers(dest="action", metavar="import")
+    imp = sub.add_parser(
+        "import",
         prog="python -m harness history import",
+        help="record existing run folders",
         description="Record existing run folders in the history (a folder recorded before is skipped).",
     )
-    p.add_argument("dirs", nargs="+", type=Path, metavar="DIR", help="run folders, or folders holding run folders")
-    add_database_flags(p)
+    imp.add_argument("dirs", nargs="+", type=Path, metavar="DIR", help="run folders, or folders holding run folders")
+    add_database_flags(imp)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] == "import":
-        return _import(build_import_parser().parse_args(argv[1:]))
     args = build_parser().parse_args(argv)
+    if args.action == "import":
+        return _import(args)
     from harness.history.db import open_history
     from harness.history.query import RunFilter, list_runs
 
