@@ -224,6 +224,7 @@ class DiffusersEagerBackend:
         if self.options.vae_slicing:
             _enable_vae_slicing(pipe)
         self._denoiser_name = _denoiser_name(pipe)
+        self._before_quantize(pipe)
         self._quantized_layers = quantize_denoiser(getattr(pipe, self._denoiser_name), self.options.quantize)
         if self.model.pretokenize:
             reason = pretokenize.unsupported_reason(pipe)
@@ -249,6 +250,10 @@ class DiffusersEagerBackend:
             ", RANDOM WEIGHTS" if self.model.weights == "random" else "",
             (time.perf_counter_ns() - start_ns) / 1e9,
         )
+
+    def _before_quantize(self, pipe: Any) -> None:
+        """Changes to the modules' structure that must come before quantization (quantized weights
+        cannot be concatenated or re-laid out): none here; torch-compile fuses QKV projections."""
 
     def _from_folder(self, pipeline_cls: Any) -> Any:
         path = Path(self.model.path)

@@ -144,7 +144,6 @@ class TorchCompileBackend(DiffusersEagerBackend):
             os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(Path(self.options.cache_dir).expanduser())
         super().load()
         pipe, _ = self._loaded()
-        self._recipe = _apply_recipe(pipe, self._denoiser_name, self.options)
         start = time.perf_counter()
         targets = self._targets(pipe)
         for label, module in targets:
@@ -162,6 +161,9 @@ class TorchCompileBackend(DiffusersEagerBackend):
             ", freezing" if self.options.freezing else "",
             time.perf_counter() - start,
         )
+
+    def _before_quantize(self, pipe: Any) -> None:
+        self._recipe = _apply_recipe(pipe, self._denoiser_name, self.options)
 
     def warmup(self, batch: PromptBatch) -> None:
         sizes = tuple(sorted(set(self.options.warmup_batch_sizes or (len(batch),))))
