@@ -6,7 +6,7 @@ not measured under the same conditions.
     python -m harness gate --baseline runs/A --candidate runs/B --max-slowdown 5% --max-p99-increase 10%
 
 REF: a run id (or a unique prefix), a run folder (recorded first if it was not), or last:N (the N newest
-runs whose conditions match the candidate's, pooled). The candidate defaults to the newest run.
+runs before the candidate whose conditions match its own, pooled). The candidate defaults to the newest run.
 Conditions that must match: model and weights, backend and its options, scenario, mode, resolution, steps,
 batching, workers, prompts, latents, LoadGen settings, hardware. --allow-difference NAME lets one differ
 (the change under test, e.g. backend.latency_ms or backend.compile_mode).
@@ -79,6 +79,7 @@ def main(argv: list[str] | None = None) -> int:
             like=candidate.first,
             exclude=candidate.first["run_id"],
             match=_matched(args.allow_difference),
+            before=candidate.first["started_at"],
         )
         engine.dispose()
     except HarnessError as exc:

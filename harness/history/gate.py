@@ -3,7 +3,9 @@ conditions match, and list the metrics that got worse beyond their thresholds.
 
 A throughput or latency regression counts only when it is significant (stats.py) AND beyond its
 threshold (the slowdown: of the typical throughput, from the median time between completions): noise
-is never called a regression, and a significant 1% is not one under a 5% limit.
+is never called a regression, and a significant 1% is not one under a 5% limit. Against a baseline of
+several runs (last:N), a slowdown must also take the candidate below the slowest baseline run: the
+per-sample CI sees the noise within one run, the baseline runs show how much runs differ on the machine.
 CLIP and FID are one number per run: their threshold alone decides.
 """
 
@@ -16,7 +18,7 @@ from typing import Any
 
 from harness.history.query import RunSet
 from harness.history.schema import CONDITIONS
-from harness.history.stats import TYPICAL, MetricDelta, compare
+from harness.history.stats import TYPICAL, MetricDelta, compare, typical_rates
 
 
 @dataclass(frozen=True)
@@ -75,12 +77,25 @@ def judge(baseline: RunSet, candidate: RunSet, t: Thresholds) -> GateResult:
         amount = -d.change if d.higher_is_better else d.change  # > 0: worse
         ci = f", 95% CI {_pct(d.ci[0])}..{_pct(d.ci[1])}" if d.ci else ""
         line = f"{what} {_pct(amount)} (limit {_pct(limit)}; {d.label} {_num(d.a)} -> {_num(d.b)}{ci}; {d.verdict()})"
-        if amount > limit and d.significant:
+        spread = _within_baseline_spread(d, metric)
+        if amount > limit and d.significant and spread:
+            checked.append(f"{line}: within the spread of the {len(baseline.rows)} baseline runs ({spread})")
+        elif amount > limit and d.significant:
             failures.append(line)
         elif amount > limit and d.significant is None:
             checked.append(f"{line}: over the limit but not judged ({d.note})")
         else:
             checked.append(line)
+
+    def _within_baseline_spread(d: MetricDelta, metric: str) -> str:
+        """With a baseline of several runs, a slowdown must also fall below the slowest of them: the
+        per-sample CI sees one run's noise, not how much runs differ from each other on this machine."""
+        if metric != TYPICAL or len(baseline.rows) < 2 or d.b is None:
+            return ""
+        rates = typical_rates(baseline, str(baseline.first["scenario"]))
+        if len(rates) >= 2 and d.b >= min(rates):
+            return f"slowest {min(rates):.4g}, candidate {d.b:.4g}"
+        return ""
 
     def points(metric: str, limit: float | None, what: str, drop: bool) -> None:
         d = by_name.get(metric)

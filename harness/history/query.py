@@ -40,6 +40,7 @@ class RunSet:
     latencies_ms: np.ndarray = field(repr=False)  # pooled per-sample latencies, run after run
     completion_gaps_ms: np.ndarray = field(repr=False)  # Offline: time between completions, pooled
     quality: Mapping[tuple[str, str], float] = field(default_factory=dict)  # (metric, category) -> mean
+    per_run_latencies_ms: tuple[np.ndarray, ...] = field(default=(), repr=False)  # one array per row
 
     @property
     def first(self) -> Mapping[str, Any]:
@@ -82,6 +83,7 @@ def resolve(
     like: Mapping[str, Any] | None = None,
     exclude: str | None = None,
     match: Sequence[str] = CONDITIONS,
+    before: dt.datetime | None = None,
 ) -> RunSet:
     """A run id, a run folder (recorded now if it was not), or last:N (the N newest runs whose conditions
     in `match` equal those of `like`, other than `exclude`); `last` alone is last:1."""
@@ -93,6 +95,8 @@ def resolve(
                 q = q.where(runs.c[column].is_(None) if like[column] is None else runs.c[column] == like[column])
         if exclude is not None:
             q = q.where(runs.c.run_id != exclude)
+        if before is not None:
+            q = q.where(runs.c.started_at <= before)
         with engine.connect() as conn:
             rows = [dict(r._mapping) for r in conn.execute(q.limit(n))]
         if not rows:
@@ -160,6 +164,7 @@ def _load(engine: Engine, label: str, rows: Sequence[dict[str, Any]]) -> RunSet:
         latencies_ms=np.concatenate(lat) if lat else np.zeros(0),
         completion_gaps_ms=np.concatenate(gaps) if gaps else np.zeros(0),
         quality={k: float(np.mean(v)) for k, v in quality.items()},
+        per_run_latencies_ms=tuple(lat),
     )
 
 

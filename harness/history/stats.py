@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from harness.history.query import RunSet
+from harness.history.query import RunSet, completion_gaps
 
 CONFIDENCE = 0.95
 RESAMPLES = 2000
@@ -121,6 +121,16 @@ def _throughput(a: RunSet, b: RunSet, scenario: str) -> list[MetricDelta]:
         typical, change=change, ci=tci, significant=not (tci[0] <= 0.0 <= tci[1]), note=f"CI from the {what}"
     )
     return [loadgen, judged]
+
+
+def typical_rates(runs: RunSet, scenario: str) -> list[float]:
+    """The typical throughput of each run of a pooled baseline (see _throughput), where it has one."""
+    out = []
+    for lat in runs.per_run_latencies_ms:
+        rate = _rate(completion_gaps(lat) if scenario == "Offline" else lat)
+        if rate is not None:
+            out.append(rate)
+    return out
 
 
 def _rate(x: np.ndarray) -> float | None:
