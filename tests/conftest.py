@@ -83,9 +83,12 @@ def run_cli_in_process(harness_cache: Path, tmp_path: Path, capsys: pytest.Captu
     calls = itertools.count()
 
     def _run(*args: str, cwd: Path | None = None) -> CliRun:
+        from harness.run.cuda_allocator import apply_default_allocator_settings
+
         capsys.readouterr()
         environ = dict(os.environ)
         try:
+            apply_default_allocator_settings()  # as harness/__main__.py does before main()
             with contextlib.chdir(cwd or tmp_path):
                 code, run_dir = run_main(*args, out=tmp_path / f"runs-{next(calls)}")
         except SystemExit as exc:  # argparse: usage and the error on stderr, exit code 2
@@ -104,9 +107,7 @@ def ray_once() -> Iterator[None]:
     """Ray for the session: the first in-process run with workers.ray_address=local starts it (the harness
     joins a running instance instead of starting another), and it stops when the session ends."""
     yield
-    import sys as _sys
-
-    ray = _sys.modules.get("ray")
+    ray = sys.modules.get("ray")
     if ray is not None and ray.is_initialized():
         ray.shutdown()
 
