@@ -5,12 +5,13 @@
 
 Runs `python -m harness --scenario Offline` TRIES + 1 times under identical conditions, each in its own
 process, and gates every run against the one before it (default thresholds: --max-slowdown 5%): each
-exit 1 is a false alarm. With --backend fake (backend.latency_ms=20 per batch), it also runs TRIES runs
+exit 1 is a false alarm; from the 6th run on, also against `last:5` (the five identical runs before it,
+pooled). With --backend fake (backend.latency_ms=20 per batch), it also runs TRIES runs
 slowed by 10% (backend.latency_ms=22), each gated against the identical-condition run before it
 (--allow-difference backend.latency_ms): each exit 0 is a missed slowdown. The runs go to --out (a
 temporary folder by default) with their history.sqlite. The 1-minute load average is printed before and
 after: on a shared machine, other work slows some runs for real, and the gate is right to notice that.
-Last line: `false_alarms=<n>/<tries> detected=<n>/<tries or n/a>`.
+Last line: `false_alarms=<n>/<tries> detected=<n>/<tries or n/a> false_alarms_vs_last_5=<n>/<m>`.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from pathlib import Path
 
 from harness.config import PROJECT_ROOT
 
+LAST_N = 5
 FAKE_SETS = ["loadgen.offline_expected_qps=400", "loadgen.min_duration_ms=2000"]
 
 
@@ -63,16 +65,34 @@ def main(argv: list[str] | None = None) -> int:
         line = next((ln for ln in proc.stdout.splitlines() if "slowdown" in ln), "")
         return proc.returncode, line
 
+    def gate_last(candidate: Path) -> tuple[int, str]:
+        proc = _harness(
+            "gate", "--output-dir", str(out), "--baseline", f"last:{LAST_N}", "--candidate", str(candidate),
+            "--max-slowdown", args.max_slowdown,
+        )  # fmt: skip
+        if proc.returncode == 2:
+            raise SystemExit(f"error: gate refused: {proc.stderr.strip()}")
+        line = next((ln for ln in proc.stdout.splitlines() if "slowdown" in ln), "")
+        return proc.returncode, line
+
     records = []
-    false_alarms = 0
+    false_alarms = false_alarms_last = tries_last = 0
     detected = 0
     previous = one_run("--set", "backend.latency_ms=20") if args.backend == "fake" else one_run()
+    same_runs = [previous]
     for i in range(1, args.tries + 1):
         current = one_run("--set", "backend.latency_ms=20") if args.backend == "fake" else one_run()
         code, line = gate(previous, current)
         false_alarms += code == 1
-        record = {"try": i, "same": {"exit": code, "line": line}, "load_1min": os.getloadavg()[0]}
+        record: dict[str, object] = {"try": i, "same": {"exit": code, "line": line}, "load_1min": os.getloadavg()[0]}
         print(f"try {i:2d} same conditions: exit {code}  {line}", flush=True)
+        same_runs.append(current)
+        if len(same_runs) > LAST_N:  # also against the LAST_N identical runs before it, pooled
+            code_n, line_n = gate_last(current)
+            tries_last += 1
+            false_alarms_last += code_n == 1
+            record["same_last_n"] = {"exit": code_n, "line": line_n}
+            print(f"try {i:2d} vs last:{LAST_N}:       exit {code_n}  {line_n}", flush=True)
         if args.backend == "fake":
             slow = one_run("--set", "backend.latency_ms=22")
             code_s, line_s = gate(current, slow, "--allow-difference", "backend.latency_ms")
@@ -87,6 +107,8 @@ def main(argv: list[str] | None = None) -> int:
         "tries": args.tries,
         "false_alarms": false_alarms,
         "detected": detected if args.backend == "fake" else None,
+        f"false_alarms_vs_last_{LAST_N}": false_alarms_last,
+        f"tries_vs_last_{LAST_N}": tries_last,
         "max_slowdown": args.max_slowdown,
         "load_1min_before": load_before[0],
         "load_1min_after": load_after[0],
@@ -97,7 +119,8 @@ def main(argv: list[str] | None = None) -> int:
     (out / "gate_false_alarms.json").write_text(json.dumps(summary, indent=2))
     print(f"load average after: {load_after[0]:.2f}; wall {summary['wall_s']} s; details: {out}/gate_false_alarms.json")
     shown = f"{detected}/{args.tries}" if args.backend == "fake" else "n/a"
-    print(f"false_alarms={false_alarms}/{args.tries} detected={shown}")
+    last = f"false_alarms_vs_last_{LAST_N}={false_alarms_last}/{tries_last}"
+    print(f"false_alarms={false_alarms}/{args.tries} detected={shown} {last}")
     return 0
 
 
