@@ -59,6 +59,7 @@ def test_devices_paid_for() -> None:
 
 
 def test_a_run_reports_cost_and_time_to_first_image(run_cli) -> None:
+    # a child process: the cold time to first image counts from the start of the process
     run = run_cli(
         "--backend",
         "fake",

@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-pytestmark = pytest.mark.slow
 
-
+@pytest.mark.slow  # three full default runs: `python -m pytest -m slow` (.ci/run's second step)
 @pytest.mark.parametrize("scenario", ["SingleStream", "Server", "Offline"])
 def test_the_default_run_is_valid(run_cli, scenario: str) -> None:
     run = run_cli("--scenario", scenario, timeout=180)
@@ -20,10 +19,10 @@ def test_the_default_run_is_valid(run_cli, scenario: str) -> None:
     assert "VALID" in run.stdout and "INVALID" not in run.stdout
 
 
-def test_an_early_stopping_failure_has_a_reason(run_cli) -> None:
+def test_an_early_stopping_failure_has_a_reason(run_cli_in_process) -> None:
     """Too few SingleStream queries for early stopping: LoadGen's result_invalid_reason is empty, and the
     summary takes the reason from its early_stopping_result."""
-    run = run_cli(
+    run = run_cli_in_process(
         "--backend",
         "fake",
         "--scenario",

@@ -41,10 +41,10 @@ def test_the_stage_timer_names_its_stages_in_a_profiler_trace() -> None:
     assert {"text_encode", "denoise", "vae_decode"} <= {e.name for e in prof.events()}
 
 
-def test_a_trace_of_the_first_batches_with_stage_names_and_the_manifest_says_so(run_cli) -> None:
+def test_a_trace_of_the_first_batches_with_stage_names_and_the_manifest_says_so(run_cli_in_process) -> None:
     # 24 samples in batches of 8: the run ends before 10 batches, so the trace is written at its end (on
     # the worker's thread), and the warm time-to-first-image call after the run is not traced again.
-    run = run_cli(*FAST, "--set", "profile.trace=true", "--set", "profile.trace_batches=10")
+    run = run_cli_in_process(*FAST, "--set", "profile.trace=true", "--set", "profile.trace_batches=10")
     assert run.returncode == 0, run.stderr[-3000:]
     trace = run.run_dir / "profile" / "trace-worker-0.json"
     assert set(STAGES) <= _event_names(trace)
@@ -59,8 +59,8 @@ def test_a_trace_of_the_first_batches_with_stage_names_and_the_manifest_says_so(
     assert not (run.run_dir / "mlperf_log_trace.json").exists()
 
 
-def test_off_by_default_and_the_loadgen_trace_on_demand(run_cli) -> None:
-    run = run_cli(*FAST, "--set", "profile.loadgen_trace=true")
+def test_off_by_default_and_the_loadgen_trace_on_demand(run_cli_in_process) -> None:
+    run = run_cli_in_process(*FAST, "--set", "profile.loadgen_trace=true")
     assert run.returncode == 0, run.stderr[-3000:]
     assert not (run.run_dir / "profile").exists()
     manifest = json.loads((run.run_dir / "manifest.json").read_text())
@@ -76,14 +76,16 @@ def test_off_by_default_and_the_loadgen_trace_on_demand(run_cli) -> None:
     assert run.summary()["profile"]["loadgen_trace"] == str(loadgen_trace)
 
 
-def test_each_worker_process_writes_its_own_trace(run_cli) -> None:
-    run = run_cli(*FAST, "--set", "profile.trace=true", "--set", "profile.trace_batches=1", "--set", "workers.count=2")
+def test_each_worker_process_writes_its_own_trace(run_cli_in_process) -> None:
+    run = run_cli_in_process(
+        *FAST, "--set", "profile.trace=true", "--set", "profile.trace_batches=1", "--set", "workers.count=2"
+    )
     assert run.returncode == 0, run.stderr[-3000:]
     for name in ("worker-0", "worker-1"):
         assert set(STAGES) <= _event_names(run.run_dir / "profile" / f"trace-{name}.json")
 
 
-def test_ray_actors_refuse_a_trace(run_cli) -> None:
-    run = run_cli("--set", "profile.trace=true", "--set", "workers.ray_address=local")
+def test_ray_actors_refuse_a_trace(run_cli_in_process) -> None:
+    run = run_cli_in_process("--set", "profile.trace=true", "--set", "workers.ray_address=local")
     assert run.returncode == 2
     assert "not supported with Ray actors" in run.stderr

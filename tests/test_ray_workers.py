@@ -30,8 +30,9 @@ RAY_LOG_LINE = re.compile(r"\t(DEBUG|INFO|WARNING) \S+\.py:\d+ -- ")
 
 
 @pytest.mark.parametrize("scenario", ["SingleStream", "Offline", "Server"])
-def test_two_ray_actors_run_the_tiny_model(run_cli, scenario: str) -> None:
-    run = run_cli("--scenario", scenario, *QUICK)
+def test_two_ray_actors_run_the_tiny_model(run_cli_in_process, ray_once: None, scenario: str) -> None:
+    # in this process: the first scenario starts Ray, the others join it (tests/conftest.py, ray_once)
+    run = run_cli_in_process("--scenario", scenario, *QUICK)
     assert run.returncode == 0, run.stderr[-3000:]
     summary = run.summary()
     assert summary["status"] == "ok" and summary["loadgen"]["errors"] == []
@@ -42,6 +43,7 @@ def test_two_ray_actors_run_the_tiny_model(run_cli, scenario: str) -> None:
 
 
 def test_a_dying_ray_actor_ends_the_run(run_cli) -> None:
+    # a child process: LoadGen is still running when the run gives up, so the CLI exits the process hard
     run = run_cli(
         "--backend",
         "fake",
@@ -65,6 +67,7 @@ def test_a_dying_ray_actor_ends_the_run(run_cli) -> None:
 
 
 def test_ray_start_up_logs_stay_off_stderr(run_cli) -> None:
+    # a child process: `python -m harness` starting Ray itself, its start-up logs on the child's stderr
     run = run_cli("--backend", "fake", "--scenario", "Offline", *QUICK, "--set", "workers.count=1")
     assert run.returncode == 0, run.stderr[-3000:]
     assert "Ray: 1 actor(s) on CPUs" in run.stderr  # the harness's own line stays

@@ -53,8 +53,8 @@ def test_summary_reports_percentiles_steps_and_the_share_outside_the_backend() -
     assert "handback" in out["stages"]
 
 
-def test_a_tiny_run_reports_where_its_time_went(run_cli) -> None:
-    run = run_cli(
+def test_a_tiny_run_reports_where_its_time_went(run_cli_in_process) -> None:
+    run = run_cli_in_process(
         "--set",
         "loadgen.min_duration_ms=1000",
         "--set",
@@ -78,8 +78,8 @@ def test_a_tiny_run_reports_where_its_time_went(run_cli) -> None:
     assert "where the time went" in run.stdout
 
 
-def test_stage_timing_can_be_turned_off(run_cli) -> None:
-    run = run_cli(
+def test_stage_timing_can_be_turned_off(run_cli_in_process) -> None:
+    run = run_cli_in_process(
         "--set",
         "backend.stage_timing=false",
         "--set",

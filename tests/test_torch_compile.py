@@ -189,9 +189,9 @@ def test_backends_without_the_option_are_left_alone() -> None:
     assert not hasattr(make_backend(cfg, model_spec(cfg, "/nowhere")).options, "warmup_batch_sizes")
 
 
-def test_a_server_run_compiles_before_loadgen_starts(run_cli) -> None:
+def test_a_server_run_compiles_before_loadgen_starts(run_cli_in_process) -> None:
     # One compiled size: the Server's batches of 1 are padded up to 2.
-    run = run_cli(
+    run = run_cli_in_process(
         "--backend",
         "torch-compile",
         "--scenario",

@@ -33,8 +33,8 @@ SHORT = [
 
 
 @pytest.mark.parametrize("scenario", ["SingleStream", "Offline", "Server"])
-def test_two_worker_processes_run_every_scenario(run_cli, scenario: str) -> None:
-    run = run_cli("--backend", "fake", "--scenario", scenario, "--set", "workers.count=2", *SHORT)
+def test_two_worker_processes_run_every_scenario(run_cli_in_process, scenario: str) -> None:
+    run = run_cli_in_process("--backend", "fake", "--scenario", scenario, "--set", "workers.count=2", *SHORT)
     assert run.returncode == 0, run.stderr[-3000:]
     summary = run.summary()
     assert summary["status"] == "ok" and summary["loadgen"]["errors"] == []
@@ -53,7 +53,7 @@ def _accuracy_images(run) -> dict[int, bytes]:
     return {e["qsl_idx"]: bytes.fromhex(e["data"]) for e in log}
 
 
-def test_images_are_the_same_with_one_and_two_workers(run_cli) -> None:
+def test_images_are_the_same_with_one_and_two_workers(run_cli_in_process) -> None:
     args = [
         "--mode",
         "accuracy",
@@ -64,8 +64,8 @@ def test_images_are_the_same_with_one_and_two_workers(run_cli) -> None:
         "--set",
         "latents.mode=per-sample",
     ]
-    one = run_cli(*args)
-    two = run_cli(*args, "--set", "workers.count=2")
+    one = run_cli_in_process(*args)
+    two = run_cli_in_process(*args, "--set", "workers.count=2")
     assert one.returncode == 0, one.stderr[-3000:]
     assert two.returncode == 0, two.stderr[-3000:]
     a, b = _accuracy_images(one), _accuracy_images(two)
@@ -81,6 +81,7 @@ def test_images_are_the_same_with_one_and_two_workers(run_cli) -> None:
 
 
 def test_a_dying_worker_ends_the_run_promptly(run_cli) -> None:
+    # a child process: LoadGen is still running when the run gives up, so the CLI exits the process hard
     start = time.monotonic()
     run = run_cli(
         "--backend",
@@ -108,6 +109,7 @@ def test_a_dying_worker_ends_the_run_promptly(run_cli) -> None:
 
 
 def test_a_raising_worker_reports_the_remote_error(run_cli) -> None:
+    # a child process: a failed run may end with LoadGen still running (the CLI then exits the process hard)
     run = run_cli(
         "--backend",
         "fake",
@@ -128,8 +130,8 @@ def test_a_raising_worker_reports_the_remote_error(run_cli) -> None:
     assert "in generate" in run.summary()["failure"]["traceback"]  # the child's own traceback
 
 
-def test_retries_send_the_batch_to_another_worker(run_cli) -> None:
-    run = run_cli(
+def test_retries_send_the_batch_to_another_worker(run_cli_in_process) -> None:
+    run = run_cli_in_process(
         "--backend",
         "fake",
         "--set",
@@ -156,6 +158,7 @@ def test_retries_send_the_batch_to_another_worker(run_cli) -> None:
 
 
 def test_a_worker_that_cannot_load_is_bad_input(run_cli) -> None:
+    # a child process: the parent never imports torch, so the refusal must come from a worker's load
     run = run_cli("--set", "workers.count=2", "--set", "backend.device=cuda")
     assert run.returncode == 2
     line = [ln for ln in run.stderr.splitlines() if ln.startswith("error:")]
