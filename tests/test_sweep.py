@@ -46,7 +46,6 @@ def _sweep(
     return proc, dirs[-1] if dirs else tmp_path
 
 
-@pytest.mark.slow
 def test_sweep_rows_come_from_the_child_runs(harness_cache: Path, tmp_path: Path) -> None:
     proc, out = _sweep(
         harness_cache,
