@@ -4,7 +4,8 @@
 #     bash tools/gpu_check.sh [sdxl] [flux1024] [flux512] [slicing] [tests]    (no argument: all but slicing)
 #
 # Installs the carried wheels (diffusers, LoadGen and the few packages the GPU image lacks; fetch them
-# here first with `../shared/device/wheels.sh`), prints the GPU and library versions, then measures,
+# here first with `../shared/device/wheels.sh torchao sqlalchemy`: torchao for the perf parts' float8,
+# SQLAlchemy for the run history), prints the GPU and library versions, then measures,
 # through the harness itself (LoadGen, the diffusers-eager backend, random weights built from
 # configs/components/, bfloat16):
 #   sdxl:  SDXL (MLPerf recipe) at 1024 x 1024, 20 steps: SingleStream at batch 1, the largest batch that
@@ -15,7 +16,8 @@
 #   perf-sdxl, perf-flux (issue 20, the fast path): `harness compare` of eager against torch-compile (the GPU
 #          recipe: fused QKV, channels-last, the VAE decoder compiled, inductor's cache in $PERF_CACHE) against
 #          torch-compile with the denoiser in float8 (torchao, row-wise dynamic), Offline at
-#          GPU_CHECK_PERF_BATCH_SDXL / _FLUX (defaults: 16 and 16) and SingleStream, with parity (PSNR,
+#          GPU_CHECK_PERF_BATCH_SDXL / _FLUX (defaults 8 and 16, below the fitted batches 40 and 34 so that
+#          three backends fit a call; set the fitted batch when time allows) and SingleStream, with parity (PSNR,
 #          max/mean difference against eager) and stage tables, on SDXL (MLPerf recipe, 1024, 20 steps) and
 #          FLUX.2-klein-4B (1024, 4 steps), random weights, bfloat16. The inductor cache is packed into
 #          $OUT/inductor-cache.tgz after the part; carried back as .gpu_cache/inductor-cache.tgz, the next call
@@ -115,7 +117,7 @@ perf() {  # perf NAME MODEL RESOLUTION STEPS BATCH
   # 37 s of eager SDXL at batch 16 (1.3 images/s), and still 5 s at 3.5 images/s, the H100's bf16 floor.
   local weights=(--set model.weights=random) min_ms=5000 min_count=0
   if [ -n "${GPU_CHECK_DRY_RUN:-}" ]; then
-    model=tiny res=64 steps=4 batch=4 device=cpu dtype=float32 quant=int8_dynamic weights=() min_ms=2000 min_count=48
+    model=tiny res=64 steps=4 batch=4 device=cpu dtype=float32 quant=int8_dynamic weights=() min_ms=2000 min_count=96
   fi
   local recipe=(backend.fuse_qkv=true backend.channels_last=true backend.compile_vae=true
     "backend.cache_dir=$PERF_CACHE")
@@ -124,13 +126,16 @@ perf() {  # perf NAME MODEL RESOLUTION STEPS BATCH
   labels+=(--backend-set "$quant:backend.quantize=$quant")
   sets=("${weights[@]}" --set "backend.device=$device" --set "backend.dtype=$dtype"
     --set "model.height=$res" --set "model.width=$res" --set "model.steps=$steps"
-    --set "loadgen.min_duration_ms=$min_ms" --set loadgen.min_query_count=8 --parity-samples 2
+    --set "loadgen.min_duration_ms=$min_ms"
     --output-dir "$RESULTS/$name")
   for scenario in ${GPU_CHECK_PERF_SCENARIOS:-Offline SingleStream}; do
     local extra=()
     local count=$((3 * batch > min_count ? 3 * batch : min_count))
+    # Offline: the parity runs (2 samples each); SingleStream: 64 queries, what early stopping needs for its
+    # 90th percentile, and no second parity check (same images as Offline's).
+    extra=(--set loadgen.min_query_count=64 --parity-samples 0)
     [ "$scenario" = Offline ] && extra=(--set "sut.batch_size=$batch" --set "loadgen.min_query_count=$count"
-      --set loadgen.offline_expected_qps=0.1)
+      --set loadgen.offline_expected_qps=0.1 --parity-samples 2)
     part "${name}_$scenario" "${GPU_CHECK_PERF_LIMIT:-560}" python3 -m harness compare --model "$model" \
       --scenario "$scenario" --backends "diffusers-eager,compiled=torch-compile,$quant=torch-compile" \
       "${labels[@]}" "${sets[@]}" "${extra[@]}"
@@ -154,7 +159,7 @@ for p in "${PARTS[@]}"; do
     slicing)
       part sdxl_1024_fit_vae_slicing 120 python3 -m harness fit --model sdxl --output-dir "$RESULTS/fit-vae-slicing" --max-batch 128 \
         --set model.weights=random --set backend.device=cuda --set backend.dtype=bfloat16 --set backend.vae_slicing=true ;;
-    perf-sdxl) perf perf_sdxl sdxl 1024 20 "${GPU_CHECK_PERF_BATCH_SDXL:-16}" ;;
+    perf-sdxl) perf perf_sdxl sdxl 1024 20 "${GPU_CHECK_PERF_BATCH_SDXL:-8}" ;;
     perf-flux) perf perf_flux flux2-klein-4b 1024 4 "${GPU_CHECK_PERF_BATCH_FLUX:-16}" ;;
     tests) part gpu_tests 60 python3 -m pytest -q -m gpu -p no:cacheprovider tests/test_batch_fit.py tests/test_diffusers_eager.py ;;
     flux1024 | flux512 | flux) ;;
