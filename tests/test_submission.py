@@ -254,7 +254,7 @@ def test_the_tree_says_what_ran_and_warns_about_it(
     # calibration.md (the older checker requires it) and the code itself in src/.
     assert "performs no post-training quantization" in (org / "calibration.md").read_text()
     code = org / "src" / "t2i-harness"
-    assert (code / "harness" / "submission.py").is_file() and (code / "pyproject.toml").is_file()
+    assert (code / "harness" / "mlperf" / "submission.py").is_file() and (code / "pyproject.toml").is_file()
     assert not [p for p in code.rglob("*") if p.name.startswith(".") or p.name == "__pycache__"]
     assert (org / "src" / "README.md").read_text().startswith("# Source")
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -157,12 +158,19 @@ def test_retries_send_the_batch_to_another_worker(run_cli_in_process) -> None:
     assert summary["samples_completed"] == sum(w["samples"] for w in summary["workers"])
 
 
-def test_a_worker_that_cannot_load_is_bad_input(run_cli) -> None:
-    # a child process: the parent never imports torch, so the refusal must come from a worker's load
-    run = run_cli("--set", "workers.count=2", "--set", "backend.device=cuda")
+def test_a_worker_that_cannot_load_is_bad_input(run_cli, tmp_path: Path) -> None:
+    # A model folder that passes the parent's checks (it has a model_index.json) but that diffusers cannot
+    # load: the refusal comes from the workers' load. (A CUDA device this machine lacks is refused earlier,
+    # by the parent's configuration check.)
+    folder = tmp_path / "broken-model"
+    folder.mkdir()
+    (folder / "model_index.json").write_text(
+        '{"_class_name": "StableDiffusionXLPipeline", "unet": ["diffusers", "UNet2DConditionModel"]}'
+    )
+    run = run_cli("--model-path", str(folder), "--set", "workers.count=2")
     assert run.returncode == 2
     line = [ln for ln in run.stderr.splitlines() if ln.startswith("error:")]
-    assert len(line) == 1 and "could not load backend 'diffusers-eager'" in line[0] and "cuda" in line[0]
+    assert len(line) == 1 and "could not load backend 'diffusers-eager'" in line[0] and str(folder) in line[0]
 
 
 def test_cpu_slices_split_the_cores() -> None:
