@@ -257,14 +257,23 @@ def test_corrupt_or_foreign_sqlite_file_is_one_error_line_exit_2(
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and message in proc.stderr
 
 
-def test_a_run_that_cannot_record_warns_and_still_succeeds(harness_cache: Path, tmp_path: Path) -> None:
+def test_a_run_that_cannot_record_warns_and_still_succeeds(
+    harness_cache: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     out = tmp_path / "runs"
     out.mkdir()
     (out / "history.sqlite").write_bytes(b"garbage" * 200)
-    code, run_dir = run_main(
-        "--backend", "fake", "--set", "dataset.count=8", "--set", "loadgen.min_duration_ms=50", out=out
-    )
+    sets = ["--set", "dataset.count=8", "--set", "loadgen.min_duration_ms=50"]
+    code, run_dir = run_main("--backend", "fake", *sets, out=out)
     assert code == 0 and run_dir is not None and (run_dir / "summary.json").is_file()
+    assert "history: this run was not recorded in" in capsys.readouterr().err
+
+
+def test_history_enabled_false_records_nothing(harness_cache: Path, tmp_path: Path) -> None:
+    out = tmp_path / "runs"
+    sets = ["--set", "dataset.count=8", "--set", "loadgen.min_duration_ms=50", "--set", "history.enabled=false"]
+    code, run_dir = run_main("--backend", "fake", *sets, out=out)
+    assert code == 0 and run_dir is not None and not (out / "history.sqlite").exists()
 
 
 # -- recording, import, concurrency -----------------------------------------------------------------------
@@ -457,11 +466,13 @@ def test_diff_judges_significance_on_per_sample_latencies(tmp_path: Path) -> Non
 def test_fake_runs_record_themselves_and_gate_catches_a_slowed_backend(
     harness_cache: Path, tmp_path: Path, cli: Callable[..., Cli]
 ) -> None:
-    """Three in-process runs of the fake backend: 20 ms per batch twice, then 22 ms (10% slower)."""
+    """Three in-process runs of the fake backend: 20 ms per batch twice, then 30 ms. (The 10% case, 22 ms, is
+    measured by tools/gate_false_alarms: a whole run slowed by other work on this shared machine can mask
+    or mimic 10%, which a test must not depend on; synthetic latencies test the 10% case above.)"""
     out = tmp_path / "runs"
     common = ["--backend", "fake", "--set", "loadgen.offline_expected_qps=400", "--set", "loadgen.min_duration_ms=300"]
     made = []
-    for latency in (20, 20, 22):
+    for latency in (20, 20, 30):
         code, run_dir = run_main(*common, "--set", f"backend.latency_ms={latency}", out=out)
         assert code == 0 and run_dir is not None
         made.append(run_dir)
@@ -472,7 +483,7 @@ def test_fake_runs_record_themselves_and_gate_catches_a_slowed_backend(
     slow = cli(*gate, "--candidate", str(made[2]))
     assert slow.returncode == 1 and "REGRESSION: slowdown" in slow.stdout, slow.stdout + slow.stderr
     refused = cli("gate", "--output-dir", str(out), "--baseline", str(made[0]))
-    assert refused.returncode == 2 and "backend.latency_ms: 20 vs 22" in refused.stderr
+    assert refused.returncode == 2 and "backend.latency_ms: 20 vs 30" in refused.stderr
 
 
 # -- trends in the report -------------------------------------------------------------------------------------
