@@ -202,7 +202,20 @@ class RunConfig:
     user_conf: str = ""  # LoadGen user.conf file, applied between the two layers above
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """Every setting, as written into config.toml and manifest.json: a password in history.url is
+        replaced by *** (the run directory is shared and archived; the database keeps its own secret)."""
+        data = dataclasses.asdict(self)
+        data["history"]["url"] = redact_url(self.history.url)
+        return data
+
+
+def redact_url(url: str) -> str:
+    """scheme://user:secret@host/db -> scheme://user:***@host/db; a URL without a password unchanged."""
+    scheme, sep, rest = url.partition("://")
+    credentials, at, host = rest.rpartition("@")
+    if not sep or not at or ":" not in credentials:
+        return url
+    return f"{scheme}://{credentials.split(':', 1)[0]}:***@{host}"
 
 
 _SECTIONS: dict[str, type] = {

@@ -515,3 +515,18 @@ def test_report_history_draws_trends_with_the_baseline_band(
     band = baseline_band(series, "samples_per_second")
     expected = [r["samples_per_second"] for r in series[:-1]][-BASELINE_RUNS:]
     assert band is not None and band[0] == min(expected) and band[2] == max(expected)
+
+
+def test_a_password_in_the_history_url_is_never_written_into_the_run(harness_cache: Path, tmp_path: Path) -> None:
+    """The run directory is shared and archived: config.toml, manifest.json and the logs carry the URL
+    with its password replaced by ***. (No server listens there: recording warns, the run still ends.)"""
+    out = tmp_path / "runs"
+    secret = "pw-0123456789"
+    url = f"postgresql+psycopg://bench:{secret}@127.0.0.1:1/history"
+    sets = ["--set", "dataset.count=8", "--set", "loadgen.min_duration_ms=50", "--set", f"history.url={url}"]
+    code, run_dir = run_main("--backend", "fake", *sets, out=out)
+    assert code == 0 and run_dir is not None
+    assert "bench:***@127.0.0.1" in (run_dir / "config.toml").read_text()
+    for path in run_dir.rglob("*"):
+        if path.is_file():
+            assert secret not in path.read_text(errors="replace"), path.name
