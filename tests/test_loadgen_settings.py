@@ -3,6 +3,9 @@ deviation from the MLPerf rules makes a run not valid for submission."""
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -11,6 +14,8 @@ from harness.config import resolve_config
 from harness.errors import ConfigError
 from harness.loadgen.settings import build_test_settings, embedded_seeds, submission_blockers
 from harness.mlperf import rules
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_tiny_uses_its_development_settings_and_the_official_seeds() -> None:
@@ -60,9 +65,9 @@ def test_seed_lines_in_a_user_conf_are_refused(tmp_path: Path) -> None:
     conf.write_text("# seeds\n*.Offline.min_query_count = 8\nstable-diffusion-xl.*.qsl_rng_seed = 1\n")
     cfg = resolve_config("sdxl", cli={"run.scenario": "Offline", "loadgen.user_conf": str(conf)})
     with pytest.raises(ConfigError, match=r"line 3 sets qsl_rng_seed, which LoadGen ignores in a user.conf"):
-        build_test_settings(cfg)
+        build_test_settings(cfg)  # refused before LoadGen reads the file
     conf.write_text("# *.*.qsl_rng_seed = 1 is only a comment\n*.Offline.min_query_count = 8\n")
-    assert build_test_settings(cfg).min_query_count == 8
+    assert _settings_in_a_child("sdxl", conf, [])["min_query_count"] == 8
 
 
 @pytest.mark.parametrize(
@@ -110,14 +115,29 @@ def test_a_partial_dataset_blocks_submission() -> None:
 def test_user_conf_sits_between_toml_and_set(tmp_path: Path) -> None:
     conf = tmp_path / "user.conf"
     conf.write_text("*.Offline.target_qps = 3.5\n*.Offline.min_query_count = 77\n")
-    cfg = resolve_config(
-        "tiny",
-        cli={"run.scenario": "Offline", "loadgen.user_conf": str(conf)},
-        sets=["loadgen.min_query_count=99"],
+    s = _settings_in_a_child("tiny", conf, ["loadgen.min_query_count=99"])
+    assert s["offline_expected_qps"] == pytest.approx(3.5)  # user.conf over the TOML's 4.0... value
+    assert s["min_query_count"] == 99  # --set over user.conf
+
+
+def _settings_in_a_child(model: str, conf: Path, sets: list[str]) -> dict:
+    """TestSettings built with a user.conf, in a child process: LoadGen counts user.conf loads per process
+    and logs 'Multiple conf files are used' into the next run's detail log from the second one on, so a
+    load here would end up in a later test's run."""
+    code = (
+        "import json, sys\n"
+        "from harness.config import resolve_config\n"
+        "from harness.loadgen.settings import build_test_settings\n"
+        "cfg = resolve_config(sys.argv[1], cli={'run.scenario': 'Offline', 'loadgen.user_conf': sys.argv[2]},"
+        " sets=sys.argv[3:])\n"
+        "s = build_test_settings(cfg)\n"
+        "print(json.dumps({k: getattr(s, k) for k in ('offline_expected_qps', 'min_query_count')}))\n"
     )
-    s = build_test_settings(cfg)
-    assert s.offline_expected_qps == pytest.approx(3.5)  # user.conf over the TOML's 4.0... value
-    assert s.min_query_count == 99  # --set over user.conf
+    proc = subprocess.run(
+        [sys.executable, "-c", code, model, str(conf), *sets], capture_output=True, text=True, timeout=120, cwd=ROOT
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 def test_unknown_or_mistyped_loadgen_settings_fail() -> None:

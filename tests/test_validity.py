@@ -145,7 +145,7 @@ def test_a_compare_run_prints_a_line_every_few_seconds_without_a_tty(
     monkeypatch.setattr(_child.subprocess, "run", _slow_run)
     (tmp_path / "runs").mkdir()
     (tmp_path / "logs").mkdir()
-    cmd_compare._run(tmp_path, "fake", "performance", [], 60.0)
+    cmd_compare._run(tmp_path, "fake", "fake", "performance", [], 60.0)
     assert capsys.readouterr().err.count("compare: fake performance: still running") >= 2
 
 
