@@ -44,8 +44,8 @@ def _run_sections(runs: list[RunData]) -> list[Section]:
     _add(timing, tables.steps(runs))
 
     money = Section("Cost and energy")
-    _add(money, tables.key_values(runs, "cost", "cost", "Cost"))
-    _add(money, tables.key_values(runs, "energy", "energy", "Energy"))
+    _add(money, tables.key_values(runs, lambda s: s.cost, "cost", "Cost"))
+    _add(money, tables.key_values(runs, lambda s: s.energy, "energy", "Energy"))
 
     quality = Section("Quality")
     _add(quality, tables.accuracy(runs))

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import HarnessError
+from harness.run.summary import RunSummary
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -34,10 +35,10 @@ _SAMPLE_EVENT = re.compile(r'"name":"Sample".*"ph":"b".*"issue_start_ns":(\d+),"
 class RunData:
     label: str
     path: Path
-    summary: dict[str, Any]
+    summary: RunSummary
     manifest: dict[str, Any]
     config: dict[str, Any]  # config.toml, the fully resolved configuration
-    accuracy: dict[str, Any]  # accuracy.json, else summary["accuracy"], else {}
+    accuracy: dict[str, Any]  # accuracy.json, else summary.accuracy, else {}
     latencies_ms: list[float] = field(default_factory=list)  # per sample, from the trace; [] when absent
     images: list[tuple[int, Path]] = field(default_factory=list)  # (sample index, PNG) from images/
 
@@ -110,11 +111,11 @@ def sut_latencies_ms(path: Path) -> list[float]:
 
 
 def load_run(path: Path, label: str) -> RunData:
-    summary = _read_json(path / "summary.json")
+    summary = RunSummary.from_json(_read_json(path / "summary.json"))
     manifest = _read_json(path / "manifest.json") if (path / "manifest.json").is_file() else {}
     accuracy = _read_json(path / "accuracy.json") if (path / "accuracy.json").is_file() else {}
-    if not accuracy and isinstance(summary.get("accuracy"), dict):
-        accuracy = summary["accuracy"]
+    if not accuracy and summary.accuracy:
+        accuracy = dict(summary.accuracy)
     images = []
     for png in sorted((path / "images").glob("sample_*.png")):
         try:

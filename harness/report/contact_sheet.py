@@ -55,7 +55,7 @@ def contact_sheet(run: RunData) -> tuple[bytes | None, str]:
 
 def diversity_sheet(run: RunData) -> bytes | None:
     """The LPIPS diversity images (quality.diversity_seeds): one row per prompt, one column per seed."""
-    lpips = ((run.summary.get("quality") or {}).get("lpips_diversity")) or {}
+    lpips = (run.summary.quality or {}).get("lpips_diversity") or {}
     rows = []
     for p in lpips.get("per_prompt") or []:
         items = [

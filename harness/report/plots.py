@@ -37,9 +37,7 @@ def _figure(width: float = 7.0, height: float = 4.0) -> Iterator[tuple[Any, Any,
 
 def latency_cdf(runs: list[RunData]) -> bytes | None:
     """Per-sample latency CDF of each finished performance run (LoadGen's trace), or its percentile points."""
-    perf = [
-        r for r in runs if r.summary.get("mode") == "performance" and (r.latencies_ms or r.summary.get("latency_ms"))
-    ]
+    perf = [r for r in runs if r.summary.mode == "performance" and (r.latencies_ms or r.summary.latency_ms)]
     if not perf:
         return None
     with _figure() as (_, ax, buf):
@@ -49,7 +47,7 @@ def latency_cdf(runs: list[RunData]) -> bytes | None:
                 ys = [(i + 1) / len(xs) for i in range(len(xs))]
                 ax.step(xs, ys, where="post", label=f"{r.label} ({len(xs)} samples)")
             else:
-                lat = r.summary["latency_ms"]
+                lat = r.summary.latency_ms
                 pts = [(lat[k], q) for k, q in PERCENTILE_POINTS if lat.get(k) is not None]
                 ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=f"{r.label} (percentiles)")
         ax.set(xlabel="latency, ms", ylabel="fraction of samples", title="latency distribution", ylim=(0, 1.02))

@@ -17,25 +17,25 @@ RANDOM_WEIGHTS = "random weights (model.weights = random): an architecture-only 
 
 def _run_problems(r: RunData) -> list[dict[str, Any]]:
     s = r.summary
-    status = s.get("status")
+    status = s.status
     out = []
     if status != "ok":
-        failure = s.get("failure") or {}
-        what = s.get("error") or failure.get("error") or "no error recorded"
+        failure = s.failure
+        what = s.error or (failure.error if failure is not None else None) or "no error recorded"
         where: list[str] = []
-        if not s.get("error") and failure.get("backend"):  # summary["error"] already names them
-            where.append(f"backend {failure['backend']!r}")
-        if where and failure.get("worker"):
-            where.append(f"worker {failure['worker']}")
-        if where and failure.get("sample_indices"):
-            where.append(f"samples {failure['sample_indices'][:8]}")
+        if failure is not None and not s.error and failure.backend:  # summary.error already names them
+            where.append(f"backend {failure.backend!r}")
+            if failure.worker:
+                where.append(f"worker {failure.worker}")
+            if failure.sample_indices:
+                where.append(f"samples {list(failure.sample_indices[:8])}")
         out.append(f"run {str(status).upper()}: {what}" + (f" ({', '.join(where)})" if where else ""))
-    loadgen = s.get("loadgen") or {}
-    if loadgen.get("result_validity") == "INVALID":
-        out.append(f"LoadGen result INVALID: {(loadgen.get('invalid_reason') or 'no reason given').strip()}")
-    if loadgen.get("errors"):
-        out.append(f"LoadGen errors: {'; '.join(map(str, loadgen['errors']))}")
-    if s.get("weights") == "random":
+    loadgen = s.loadgen
+    if loadgen.result_validity == "INVALID":
+        out.append(f"LoadGen result INVALID: {(loadgen.invalid_reason or 'no reason given').strip()}")
+    if loadgen.errors:
+        out.append(f"LoadGen errors: {'; '.join(map(str, loadgen.errors))}")
+    if s.weights == "random":
         out.append(RANDOM_WEIGHTS)
     verdict = r.accuracy.get("verdict")
     if verdict in ("FAIL", "ERROR"):

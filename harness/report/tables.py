@@ -7,10 +7,12 @@ directory's name), so that one export file holds the figures of all runs. Missin
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from harness.report.collect import RunData
 from harness.report.document import Table
+from harness.run.summary import RunSummary
 
 LATENCY_KEYS = ("p50", "p90", "p95", "p99", "max")
 
@@ -89,7 +91,7 @@ def conditions(runs: list[RunData]) -> Table:
         rows.append(
             {
                 "run": r.label,
-                "model": model.get("name") or r.summary.get("model"),
+                "model": model.get("name") or r.summary.model,
                 "weights_kind": _get(man, "model", "weights_source", "kind") or model.get("weights"),
                 "weights_sha256": weights.get("sha256") if isinstance(weights, dict) else weights,
                 "pipeline": model.get("pipeline"),
@@ -104,7 +106,7 @@ def conditions(runs: list[RunData]) -> Table:
                 "max_batch_size": _get(cfg, "sut", "max_batch_size"),
                 "max_wait_ms": _get(cfg, "sut", "max_wait_ms"),
                 "workers": _get(cfg, "workers", "count"),
-                "backend": backend.get("backend") or r.summary.get("backend"),
+                "backend": backend.get("backend") or r.summary.backend,
                 "backend_options": json.dumps(cfg.get("backend") or {}, sort_keys=True),
                 "dtype": backend.get("dtype"),
                 "device": backend.get("device"),
@@ -153,23 +155,23 @@ def results(runs: list[RunData]) -> Table:
     rows = []
     for r in runs:
         s = r.summary
-        latency = s.get("latency_ms") or {}
+        latency = s.latency_ms
         row = {
             "run": r.label,
-            "scenario": s.get("scenario"),
-            "mode": s.get("mode"),
-            "backend": s.get("backend"),
-            "status": s.get("status"),
-            "samples_per_second": s.get("samples_per_second"),
-            "result_valid": s.get("result_valid"),
-            "loadgen_validity": _get(s, "loadgen", "result_validity"),
-            "invalid_reason": _get(s, "loadgen", "invalid_reason") or None,
+            "scenario": s.scenario,
+            "mode": s.mode,
+            "backend": s.backend,
+            "status": s.status,
+            "samples_per_second": s.samples_per_second,
+            "result_valid": s.result_valid,
+            "loadgen_validity": s.loadgen.result_validity,
+            "invalid_reason": s.loadgen.invalid_reason or None,
             # time to first image as figures, not its JSON: cold from process start, warm on the loaded process
             "first_image_cold_s": _first_image(s, "cold"),
             "first_image_warm_s": _first_image(s, "warm"),
-            "peak_cpu_rss_mib": _get(s, "peak_memory", "cpu_rss_mib"),
-            "peak_cuda_allocated_mib": _get(s, "peak_memory", "cuda_allocated_mib"),
-            "samples_completed": s.get("samples_completed"),
+            "peak_cpu_rss_mib": s.peak_memory.get("cpu_rss_mib"),
+            "peak_cuda_allocated_mib": s.peak_memory.get("cuda_allocated_mib"),
+            "samples_completed": s.samples_completed,
         }
         row.update({f"latency_{k}_ms": latency.get(k) for k in LATENCY_KEYS})
         rows.append(row)
@@ -184,9 +186,9 @@ def results(runs: list[RunData]) -> Table:
     )
 
 
-def _first_image(summary: dict[str, Any], key: str) -> float | None:
-    """One figure of summary["time_to_first_image_s"] ({"cold": s, "warm": s, ...}; a bare number in old runs)."""
-    value = summary.get("time_to_first_image_s")
+def _first_image(summary: RunSummary, key: str) -> float | None:
+    """One figure of summary.time_to_first_image_s ({"cold": s, "warm": s, ...}; a bare number in old runs)."""
+    value: Any = summary.time_to_first_image_s
     if isinstance(value, dict):
         figure = value.get(key)
         return float(figure) if isinstance(figure, (int, float)) else None
@@ -210,16 +212,16 @@ QUEUEING_COLUMNS = [
 def queueing(runs: list[RunData]) -> Table:
     rows = []
     for r in runs:
-        queue = _get(r.summary, "harness", "queue_delay_ms") or {}
-        batch = _get(r.summary, "harness", "batch_time_ms") or {}
+        queue = r.summary.harness.queue_delay_ms or {}
+        batch = r.summary.harness.batch_time_ms or {}
         q50, b50 = queue.get("p50"), batch.get("p50")
         row: dict[str, Any] = {"run": r.label}
         for key in ("p50", "p99", "max"):
             row[f"queue_delay_{key}_ms"] = queue.get(key)
             row[f"batch_time_{key}_ms"] = batch.get(key)
         row["queue_share_p50"] = round(q50 / (q50 + b50), 4) if q50 is not None and b50 else None
-        row["backend_busy_s"] = _get(r.summary, "timing", "backend_busy_s")
-        row["outside_backend_share"] = _get(r.summary, "timing", "outside_backend_share")
+        row["backend_busy_s"] = r.summary.timing.get("backend_busy_s")
+        row["outside_backend_share"] = r.summary.timing.get("outside_backend_share")
         rows.append(row)
     return _table(
         "queueing",
@@ -238,7 +240,7 @@ STEP_COLUMNS = ["run", "count", "total_ms", "mean_ms", "p50_ms", "p99_ms"]
 def stages(runs: list[RunData]) -> Table:
     rows = []
     for r in runs:
-        per_stage = _get(r.summary, "timing", "stages") or {}
+        per_stage = r.summary.timing.get("stages") or {}
         total = sum((v or {}).get("total_ms") or 0.0 for v in per_stage.values())
         for name, v in per_stage.items():
             t = v.get("total_ms")
@@ -251,7 +253,7 @@ def stages(runs: list[RunData]) -> Table:
 def steps(runs: list[RunData]) -> Table:
     rows = []
     for r in runs:
-        v = _get(r.summary, "timing", "steps")
+        v = r.summary.timing.get("steps")
         if isinstance(v, dict) and v.get("count"):
             rows.append({"run": r.label, **{c: v.get(c) for c in STEP_COLUMNS[1:]}})
     return _table("steps", "Denoising steps", STEP_COLUMNS, rows)
@@ -285,7 +287,7 @@ def accuracy(runs: list[RunData]) -> Table:
 def by_category(runs: list[RunData]) -> Table:
     rows = []
     for r in runs:
-        cats = r.accuracy.get("by_category") or _get(r.summary, "accuracy", "by_category") or {}
+        cats = r.accuracy.get("by_category") or (r.summary.accuracy or {}).get("by_category") or {}
         for name, v in sorted(cats.items()):
             v = v if isinstance(v, dict) else {"clip_score": v}
             rows.append({"run": r.label, "category": name, "clip_score": v.get("clip_score"), "count": v.get("count")})
@@ -300,7 +302,7 @@ def lpips_by_category(runs: list[RunData], name: str = "lpips_diversity") -> Tab
     prompt made with different seeds; higher = more varied. Each category's first prompt comes first."""
     rows = []
     for r in runs:
-        lp = _get(r.summary, "quality", "lpips_diversity") or {}
+        lp = (r.summary.quality or {}).get("lpips_diversity") or {}
         for p in lp.get("per_prompt") or []:
             rows.append(
                 {
@@ -331,12 +333,14 @@ def lpips_by_category(runs: list[RunData], name: str = "lpips_diversity") -> Tab
     )
 
 
-def key_values(runs: list[RunData], key: str, name: str, title: str) -> Table:
-    """Whatever summary[key] holds (cost, energy, quality), flattened to metric / value rows; a run whose
-    record says it has no data ({"available": false, ...}, as energy without NVML) adds no rows."""
+def key_values(
+    runs: list[RunData], part: Callable[[RunSummary], Mapping[str, Any] | None], name: str, title: str
+) -> Table:
+    """Whatever one part of the summary holds (cost, energy, quality), flattened to metric / value rows; a run
+    whose record says it has no data ({"available": false, ...}, as energy without NVML) adds no rows."""
     rows = []
     for r in runs:
-        record = r.summary.get(key)
+        record = part(r.summary)
         if isinstance(record, dict) and record.get("available") is False:
             continue
         for metric, value in flatten(record).items():
@@ -352,16 +356,16 @@ COMPARISON_COLUMNS = ["metric", "run", "value", "baseline", "delta", "delta_pct"
 def _metrics(r: RunData) -> dict[str, Any]:
     s, a = r.summary, r.accuracy
     out = {
-        "samples_per_second": s.get("samples_per_second"),
-        "latency_p50_ms": _get(s, "latency_ms", "p50"),
-        "latency_p99_ms": _get(s, "latency_ms", "p99"),
+        "samples_per_second": s.samples_per_second,
+        "latency_p50_ms": s.latency_ms.get("p50"),
+        "latency_p99_ms": s.latency_ms.get("p99"),
         "first_image_cold_s": _first_image(s, "cold"),
         "first_image_warm_s": _first_image(s, "warm"),
-        "peak_cpu_rss_mib": _get(s, "peak_memory", "cpu_rss_mib"),
+        "peak_cpu_rss_mib": s.peak_memory.get("cpu_rss_mib"),
         "clip_score": a.get("CLIP_SCORE", a.get("clip_score")),
         "fid_score": a.get("FID_SCORE", a.get("fid_score")),
     }
-    for stage, v in (_get(s, "timing", "stages") or {}).items():
+    for stage, v in (s.timing.get("stages") or {}).items():
         out[f"stage_{stage}_total_ms"] = (v or {}).get("total_ms")
     return out
 
