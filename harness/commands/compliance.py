@@ -122,9 +122,9 @@ def main(argv: list[str] | None = None) -> int:
         result = _run(test_cfg, run_dir, args.test)
     except HarnessError as exc:
         return fail(str(exc))
-    from harness.console import print_summary
+    from harness.commands._summary_table import print_summary
 
-    print_summary(result.summary.to_json())
+    print_summary(result.summary)
     if result.exit_code != 0:
         return fail(f"the {args.test} run did not finish ({result.summary.error}); logs in {run_dir}", 1)
 

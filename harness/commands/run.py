@@ -128,7 +128,8 @@ def main(argv: list[str] | None = None) -> int:
     run_dir = make_run_dir(cfg)
     attach_run_log(run_dir)
     log.info("run directory: %s", run_dir)
-    from harness.console import Progress, print_summary
+    from harness.commands._summary_table import print_summary
+    from harness.console import Progress
     from harness.run.benchmark import run_benchmark
 
     try:
@@ -140,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         return fail(f"interrupted before LoadGen started; logs in {run_dir}", 130)
 
-    print_summary(result.summary.to_json())
+    print_summary(result.summary)
     from harness.history.record import record_finished_run
 
     record_finished_run(cfg, run_dir)  # warns, never fails the run
