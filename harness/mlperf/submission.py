@@ -40,6 +40,7 @@ from harness.errors import ConfigError, HarnessError
 from harness.mlperf import rules
 from harness.mlperf.system_desc import build_system_json, capture_machine, read_user_file
 from harness.run.run_dir import write_json
+from harness.run.summary import RunSummary
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +52,7 @@ class Run:
     path: Path
     kind: str  # performance | accuracy | TEST01 | TEST04
     scenario: str
-    summary: dict[str, Any]
+    summary: RunSummary
     config: dict[str, Any]
     manifest: dict[str, Any]
     compliance: dict[str, Any] = field(default_factory=dict)
@@ -69,20 +70,18 @@ def read_run(path: str | Path) -> Run:
         what = "does not exist" if not p.is_dir() else f"has no {', '.join(missing)}"
         raise ConfigError(f"run directory {str(p)!r} {what}; give directories made by python -m harness")
     try:
-        summary = json.loads((p / "summary.json").read_text(encoding="utf-8"))
+        summary = RunSummary.read(p / "summary.json")
         manifest = json.loads((p / "manifest.json").read_text(encoding="utf-8"))
         compliance = json.loads((p / "compliance.json").read_text()) if (p / "compliance.json").is_file() else {}
     except json.JSONDecodeError as exc:
         raise ConfigError(f"run directory {str(p)!r}: unreadable JSON ({exc})") from exc
     config = read_toml(p / "config.toml")
-    kind = compliance.get("test") or summary.get("mode")
+    kind = compliance.get("test") or summary.mode
     if kind not in KINDS:
         raise ConfigError(f"run directory {str(p)!r}: kind {kind!r} is not one of {', '.join(KINDS)}")
-    if summary.get("status") != "ok":
-        raise ConfigError(
-            f"run directory {str(p)!r}: status {summary.get('status')!r}; only finished runs can be submitted"
-        )
-    scenario = str(summary.get("scenario"))
+    if summary.status != "ok":
+        raise ConfigError(f"run directory {str(p)!r}: status {summary.status!r}; only finished runs can be submitted")
+    scenario = summary.scenario
     if scenario not in rules.SCENARIOS:
         raise ConfigError(f"run directory {str(p)!r}: scenario {scenario!r}; allowed: {', '.join(rules.SCENARIOS)}")
     return Run(p, kind, scenario, summary, config, manifest, compliance)
@@ -173,7 +172,7 @@ class Builder:
                 self.warn(
                     f"{r.path.name}: backend {ran.get('backend')!r} ran no model; a closed tree of it is a rehearsal"
                 )
-            blockers = [b for b in r.summary.get("submission_blockers", []) if "accuracy runs carry" not in b]
+            blockers = [b for b in r.summary.submission_blockers if "accuracy runs carry" not in b]
             if blockers:
                 self.warn(f"{r.path.name} is not a closed-division benchmark run: {'; '.join(blockers)}")
 
@@ -260,7 +259,7 @@ class Builder:
 
     def _write_scenario(self, dest: Path, scenario: str, slot: dict[str, Run], measurements: dict[str, Any]) -> None:
         perf, acc = slot["performance"], slot["accuracy"]
-        if not perf.summary.get("result_valid"):
+        if not perf.summary.result_valid:
             self.warn(f"{scenario}: the performance run's LoadGen result is not VALID ({perf.path.name})")
         _copy_logs(perf.path, dest / "performance" / "run_1")
         self._write_accuracy(dest / "accuracy", acc)
@@ -405,8 +404,8 @@ class Builder:
         for kind in KINDS:
             if kind in slot:
                 r = slot[kind]
-                verdict = r.summary.get("loadgen", {}).get("result_validity") or "-"
-                status = ("PASS" if r.compliance.get("passed") else "FAIL") if r.compliance else r.summary["status"]
+                verdict = r.summary.loadgen.result_validity or "-"
+                status = ("PASS" if r.compliance.get("passed") else "FAIL") if r.compliance else r.summary.status
                 lines.append(f"| {kind} | {r.path.name} | {verdict} | {status} |")
         perf = slot["performance"]
         config = (perf.path / "config.toml").read_text(encoding="utf-8")
