@@ -31,7 +31,7 @@ from harness.commands._shared import fail
 from harness.config import SCENARIOS, available_models
 from harness.run.run_dir import write_json
 from harness.run.summary import RunSummary, verdict_of
-from harness.studies.compare import build_report, make_row, markdown, read_run, run_parity, write_chart
+from harness.studies.compare import build_report, make_row, markdown, read_manifest, run_parity, write_chart
 
 log = logging.getLogger("harness.studies.compare")
 
@@ -214,7 +214,7 @@ def main(argv: list[str] | None = None) -> int:
             row["parity_error"] = str(exc)
 
     first = next((r["run_dir"] for r in rows if r["run_dir"]), None)
-    host = read_run(Path(first))["manifest"].get("host") if first else None
+    host = read_manifest(Path(first)).get("host") if first else None
     report = build_report(
         rows,
         reference=args.reference,

@@ -104,16 +104,13 @@ def _image_size(run_dir: Path) -> tuple[int, int]:
 # -- one backend's runs -> one row ----------------------------------------------------------------
 
 
-def read_run(run_dir: Path | None) -> dict[str, Any]:
-    """summary.json and manifest.json of a run directory ({} for what is missing)."""
-    out: dict[str, Any] = {"summary": {}, "manifest": {}}
-    if run_dir is None:
-        return out
-    for key in ("summary", "manifest"):
-        path = run_dir / f"{key}.json"
-        if path.is_file():
-            out[key] = json.loads(path.read_text(encoding="utf-8"))
-    return out
+def read_manifest(run_dir: Path | None) -> dict[str, Any]:
+    """manifest.json of a run directory ({} when there is none); its summary.json is RunSummary.read_if_present."""
+    path = run_dir / "manifest.json" if run_dir is not None else None
+    if path is None or not path.is_file():
+        return {}
+    manifest: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    return manifest
 
 
 def setup_seconds(backend: dict[str, Any]) -> dict[str, float]:
@@ -131,7 +128,7 @@ def make_row(
     accuracy_dir: Path | None,
 ) -> dict[str, Any]:
     """compare.json's entry for one backend (a CompareResult as a dict: compare adds to it)."""
-    manifest = read_run(perf_dir)["manifest"]
+    manifest = read_manifest(perf_dir)
     summary = RunSummary.read_if_present(perf_dir / "summary.json" if perf_dir else None)
     described = manifest.get("backend") or {}
     ok = perf_exit == 0 and summary is not None and summary.status == "ok"
