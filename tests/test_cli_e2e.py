@@ -83,7 +83,10 @@ def test_performance_runs_on_the_tiny_model(run_cli, run_cli_in_process, scenari
     assert manifest["environment"].get("PYTORCH_CUDA_ALLOC_CONF") == expected.get("PYTORCH_CUDA_ALLOC_CONF")
 
 
-@pytest.mark.parametrize("scenario", SCENARIOS)
+# Offline in the default run; SingleStream and Server (same accuracy path, other batching) in the slow set.
+@pytest.mark.parametrize(
+    "scenario", ["Offline", *(pytest.param(s, marks=pytest.mark.slow) for s in SCENARIOS if s != "Offline")]
+)
 def test_accuracy_runs_on_the_tiny_model(run_cli_in_process, scenario: str) -> None:
     run = run_cli_in_process("--scenario", scenario, "--mode", "accuracy", "--set", "dataset.count=6", *QUICK)
     summary = _check_run_dir(run, scenario, "accuracy", "diffusers-eager")

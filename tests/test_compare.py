@@ -145,6 +145,7 @@ def test_bad_input_is_one_line_and_exit_code_2(harness_cache: Path, tmp_path: Pa
     assert not list(tmp_path.iterdir())
 
 
+@pytest.mark.slow  # four child runs and an ONNX export; compare itself is covered by the fast tests above
 def test_compare_eager_and_onnxruntime_end_to_end(harness_cache: Path, tmp_path: Path) -> None:
     pytest.importorskip("onnxruntime", reason="needs the onnx extra: pip install -e '.[onnx]'")
     proc = _compare(

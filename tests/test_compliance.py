@@ -349,6 +349,7 @@ def test_test01_performance_within_10_percent(tmp_path: Path, test_score: float,
     assert verify.compare_performance_detail(r, invalid).lines[-1].startswith("TEST FAIL: Invalid results in")
 
 
+@pytest.mark.slow  # two scored accuracy runs of the tiny model
 def test_the_clip_fid_fallback_says_why_it_cannot_score(tmp_path: Path) -> None:
     """A model with no accuracy window, no reference run and no scorer files: the fallback gets the
     reason instead of a scorer (it used to reach for the plan's missing scorer files and crash)."""

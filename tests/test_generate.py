@@ -48,6 +48,7 @@ def _generate(harness_cache: Path, out: Path, *args: str) -> subprocess.Complete
     )
 
 
+@pytest.mark.slow  # two Ray Data pipelines; generate itself runs in the fast test below
 def test_images_and_metadata_are_identical_with_one_and_two_actors(harness_cache: Path, tmp_path: Path) -> None:
     one = _generate(harness_cache, tmp_path / "one", "--workers", "1")
     two = _generate(harness_cache, tmp_path / "two", "--workers", "2")

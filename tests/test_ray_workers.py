@@ -29,7 +29,11 @@ QUICK = [
 RAY_LOG_LINE = re.compile(r"\t(DEBUG|INFO|WARNING) \S+\.py:\d+ -- ")
 
 
-@pytest.mark.parametrize("scenario", ["SingleStream", "Offline", "Server"])
+# SingleStream in the default run; Offline and Server (same actors, other batching) in the slow set.
+@pytest.mark.parametrize(
+    "scenario",
+    ["SingleStream", pytest.param("Offline", marks=pytest.mark.slow), pytest.param("Server", marks=pytest.mark.slow)],
+)
 def test_two_ray_actors_run_the_tiny_model(run_cli_in_process, ray_once: None, scenario: str) -> None:
     # in this process: the first scenario starts Ray, the others join it (tests/conftest.py, ray_once)
     run = run_cli_in_process("--scenario", scenario, *QUICK)

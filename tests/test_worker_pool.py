@@ -54,6 +54,7 @@ def _accuracy_images(run) -> dict[int, bytes]:
     return {e["qsl_idx"]: bytes.fromhex(e["data"]) for e in log}
 
 
+@pytest.mark.slow  # three runs of the tiny model; two-worker runs stay in the default set below
 def test_images_are_the_same_with_one_and_two_workers(run_cli_in_process) -> None:
     args = [
         "--mode",
