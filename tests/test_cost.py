@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from harness.config import CostSection
-from harness.measure.cost import cost_figures, device_count, hourly_price
+from harness.measure.cost import Throughput, cost_figures, device_count, hourly_price
 
-OFFLINE = {"scenario": "Offline", "samples_per_second": 2.0, "latency_ms": {"mean": 9000.0}}
+OFFLINE = Throughput("Offline", samples_per_second=2.0, mean_latency_ms=9000.0)
 
 
 def test_offline_cost_from_samples_per_second() -> None:
@@ -22,7 +22,7 @@ def test_offline_cost_from_samples_per_second() -> None:
 
 
 def test_single_stream_uses_one_over_mean_latency_and_devices_multiply() -> None:
-    summary = {"scenario": "SingleStream", "samples_per_second": 99.0, "latency_ms": {"mean": 500.0, "p50": 400.0}}
+    summary = Throughput("SingleStream", samples_per_second=99.0, mean_latency_ms=500.0)
     cost = cost_figures(CostSection(gpu_hour_usd=3.6), summary, devices=2)
     assert cost is not None and cost["images_per_second"] == pytest.approx(2.0)
     assert cost["cost_per_image_usd"] == pytest.approx(2 * 0.001 / 2.0)
@@ -48,7 +48,7 @@ def test_cost_per_accepted_image_from_per_image_clip_scores() -> None:
 
 
 def test_no_throughput_no_cost() -> None:
-    cost = cost_figures(CostSection(gpu_hour_usd=2.0), {"scenario": "Offline", "samples_per_second": None})
+    cost = cost_figures(CostSection(gpu_hour_usd=2.0), Throughput("Offline", None, None))
     assert cost is not None and cost["cost_per_image_usd"] is None and "no throughput" in cost["reason"]
 
 

@@ -41,14 +41,18 @@ class Verdict:
         return self.validity == "VALID"
 
     @classmethod
-    def from_summary(cls, summary: dict[str, Any] | None) -> Verdict:
-        """The verdict a run's summary.json recorded (its `loadgen` block)."""
-        loadgen = (summary or {}).get("loadgen") or {}
-        validity = loadgen.get("result_validity")
-        reason = "" if validity == "VALID" else str(loadgen.get("invalid_reason") or "").strip()
+    def of(cls, validity: str | None, invalid_reason: str | None, have_summary: bool = True) -> Verdict:
+        """The verdict from what a run recorded: LoadGen's validity and its reason."""
+        reason = "" if validity == "VALID" else str(invalid_reason or "").strip()
         if validity is None and not reason:
-            reason = "no LoadGen result" if summary else "no summary.json"
+            reason = "no LoadGen result" if have_summary else "no summary.json"
         return cls(validity, reason)
+
+    @classmethod
+    def from_summary(cls, summary: dict[str, Any] | None) -> Verdict:
+        """The verdict a summary.json dict recorded (its `loadgen` block); RunSummary.verdict() for the record."""
+        loadgen = (summary or {}).get("loadgen") or {}
+        return cls.of(loadgen.get("result_validity"), loadgen.get("invalid_reason"), bool(summary))
 
     def label(self) -> str:
         """For a terminal line or a table cell: VALID, or INVALID (reason)."""

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -37,15 +38,23 @@ def hourly_price(cost: CostSection) -> tuple[float, str] | None:
     return None
 
 
-def images_per_second(summary: dict[str, Any]) -> tuple[float | None, str]:
+@dataclass(frozen=True)
+class Throughput:
+    """What a run's cost is computed from (the run's RunSummary fields of the same names)."""
+
+    scenario: str
+    samples_per_second: float | None  # LoadGen's figure for the scenario
+    mean_latency_ms: float | None  # LoadGen's mean latency
+
+
+def images_per_second(run: Throughput) -> tuple[float | None, str]:
     """The throughput the cost is computed from, and what it is (see the module docstring)."""
-    if summary.get("scenario") == "SingleStream":
-        mean_ms = (summary.get("latency_ms") or {}).get("mean")
-        if not mean_ms:
+    if run.scenario == "SingleStream":
+        if not run.mean_latency_ms:
             return None, "SingleStream: no mean latency"
-        return 1e3 / mean_ms, "SingleStream: 1 / mean latency"
-    sps = summary.get("samples_per_second")
-    return (float(sps) if sps else None), f"{summary.get('scenario')}: LoadGen samples per second"
+        return 1e3 / run.mean_latency_ms, "SingleStream: 1 / mean latency"
+    sps = run.samples_per_second
+    return (float(sps) if sps else None), f"{run.scenario}: LoadGen samples per second"
 
 
 def clip_scores_from(accuracy: dict[str, Any] | None) -> list[float] | None:
@@ -60,7 +69,7 @@ def clip_scores_from(accuracy: dict[str, Any] | None) -> list[float] | None:
 
 def cost_figures(
     cost: CostSection,
-    summary: dict[str, Any],
+    run: Throughput,
     devices: int = 1,
     clip_scores: Sequence[float] | None = None,
 ) -> dict[str, Any] | None:
@@ -69,7 +78,7 @@ def cost_figures(
     if price is None:
         return None
     usd_per_device_hour, source = price
-    ips, throughput_from = images_per_second(summary)
+    ips, throughput_from = images_per_second(run)
     out: dict[str, Any] = {
         "usd_per_device_hour": usd_per_device_hour,
         "devices": devices,
@@ -116,9 +125,10 @@ def device_count(workers_devices: str, ray_address: str, workers_count: int) -> 
     return workers_count if ray_address else 1
 
 
-def for_run(cfg: RunConfig, summary: dict[str, Any], run_dir: Path) -> dict[str, Any] | None:
-    """summary["cost"] for one run: its throughput, and its per-image CLIP scores where accuracy mode wrote them."""
+def for_run(cfg: RunConfig, run: Throughput, run_dir: Path) -> dict[str, Any] | None:
+    """The summary's cost for one run: its throughput, and its per-image CLIP scores where accuracy mode
+    wrote them."""
     accuracy_json = run_dir / "accuracy.json"
     accuracy = json.loads(accuracy_json.read_text()) if accuracy_json.is_file() else None
     w = cfg.workers
-    return cost_figures(cfg.cost, summary, device_count(w.devices, w.ray_address, w.count), clip_scores_from(accuracy))
+    return cost_figures(cfg.cost, run, device_count(w.devices, w.ray_address, w.count), clip_scores_from(accuracy))

@@ -316,7 +316,8 @@ def run_benchmark(cfg: RunConfig, run_dir: Path, progress: ProgressFn | None = N
         time_to_first_image_s=first_image.time_to_first_image(sut.stats.first_image_unix_s, warm_s),
         energy=energy_used,
     )
-    summary = dataclasses.replace(summary, cost=cost.for_run(cfg, summary.to_json(), run_dir))
+    throughput = cost.Throughput(summary.scenario, summary.samples_per_second, summary.latency_ms.get("mean"))
+    summary = dataclasses.replace(summary, cost=cost.for_run(cfg, throughput, run_dir))
     write_json(run_dir / "summary.json", summary.to_json())
     manifest["valid_for_submission"] = summary.valid_for_submission
     write_json(run_dir / "manifest.json", manifest)

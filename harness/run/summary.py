@@ -127,7 +127,7 @@ class RunSummary:
 
     def verdict(self) -> Verdict:
         """LoadGen's verdict and its reason, as the studies and the report show it."""
-        return Verdict.from_summary(self.to_json())
+        return Verdict.of(self.loadgen.result_validity, self.loadgen.invalid_reason)
 
     def peak_memory_mib(self) -> float | None:
         """The one memory figure (CUDA reserved, else allocated, else the largest resident set)."""
@@ -182,7 +182,7 @@ _OMITTED_WHEN_NONE = {"accuracy", "quality"}
 
 def verdict_of(summary: RunSummary | None) -> Verdict:
     """LoadGen's verdict of a run that may have written no summary.json ("no summary.json")."""
-    return summary.verdict() if summary is not None else Verdict.from_summary(None)
+    return summary.verdict() if summary is not None else Verdict.of(None, None, have_summary=False)
 
 
 def as_summary(summary: RunSummary | Mapping[str, Any] | None) -> RunSummary | None:
