@@ -27,6 +27,7 @@ from typing import Any
 
 from harness.commands._shared import configure_logging, fail
 from harness.commands.run import build_parser as build_run_parser
+from harness.commands.run import flag_overrides
 from harness.config import RunConfig, resolve_config
 from harness.errors import ConfigError, HarnessError, RunFailed
 from harness.loadgen.audit_config import AUDIT_FILE, write_audit_config
@@ -89,18 +90,8 @@ def main(argv: list[str] | None = None) -> int:
             f"per process, so the later run would log 'Multiple conf files are used'; make the normal runs "
             f"first (python -m harness ... --user-conf FILE) and give them with {given}"
         )
-    overrides = {
-        "run.scenario": args.scenario,
-        "run.mode": "performance",
-        "run.backend": args.backend,
-        "run.output_dir": args.output_dir,
-        "model.path": args.model_path,
-        "loadgen.user_conf": args.user_conf,
-    }
-    if args.no_progress:
-        overrides["run.progress"] = False
     try:
-        cfg = resolve_config(args.model, args.config, overrides, args.sets)
+        cfg = resolve_config(args.model, args.config, flag_overrides(args, "performance"), args.sets)
         if cfg.run.audit_config:
             raise ConfigError("run.audit_config is set by the compliance command; use --audit-config FILE")
         if args.audit_config and not Path(args.audit_config).expanduser().is_file():

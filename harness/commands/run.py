@@ -107,21 +107,26 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    configure_logging(args.verbose)
-    cli = {
+def flag_overrides(args: argparse.Namespace, mode: str | None) -> dict[str, Any]:
+    """The run flags as config keys (the layer between --config and --set); compliance shares them."""
+    overrides: dict[str, Any] = {
         "run.scenario": args.scenario,
-        "run.mode": args.mode,
+        "run.mode": mode,
         "run.backend": args.backend,
         "run.output_dir": args.output_dir,
         "model.path": args.model_path,
         "loadgen.user_conf": args.user_conf,
     }
     if args.no_progress:
-        cli["run.progress"] = False
+        overrides["run.progress"] = False
+    return overrides
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    configure_logging(args.verbose)
     try:
-        cfg = resolve_config(args.model, args.config, cli, args.sets)
+        cfg = resolve_config(args.model, args.config, flag_overrides(args, args.mode), args.sets)
     except HarnessError as exc:
         return fail(str(exc))
 
