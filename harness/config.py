@@ -35,6 +35,7 @@ MODES = ("performance", "accuracy")
 LATENT_MODES = ("shared", "per-sample")
 MODEL_WEIGHTS = ("pretrained", "random")
 LATENT_LAYOUTS = ("nchw", "flux-packed")
+SUT_KINDS = ("auto", "native", "python")
 
 
 @dataclass(frozen=True)
@@ -97,6 +98,9 @@ class SutSection:
     max_batch_size: int = 8  # Server: upper bound of a dynamic batch
     max_wait_ms: float = 50.0  # Server: how long the oldest query may wait for a batch to fill
     drain_timeout_s: float = 10.0  # after a failure, how long LoadGen gets to finish
+    # Which system under test answers LoadGen: "python" (harness/sut/python_sut.py), "native" (the C++ core
+    # in native/, bound to Python; needs the source-built LoadGen) or "auto": native where it is built.
+    kind: str = "auto"
 
 
 @dataclass(frozen=True)
@@ -180,6 +184,14 @@ class HistorySection:
 
 
 @dataclass(frozen=True)
+class ServeSection:
+    # `python -m harness serve` (harness/serve/): the limits a request is checked against before it queues.
+    max_n: int = 8  # images per request
+    max_prompt_chars: int = 4096
+    max_body_bytes: int = 1_048_576
+
+
+@dataclass(frozen=True)
 class RunConfig:
     run: RunSection = field(default_factory=RunSection)
     model: ModelSection = field(default_factory=ModelSection)
@@ -193,6 +205,7 @@ class RunConfig:
     quality: QualitySection = field(default_factory=QualitySection)
     mlperf: MlperfSection = field(default_factory=MlperfSection)
     history: HistorySection = field(default_factory=HistorySection)
+    serve: ServeSection = field(default_factory=ServeSection)
     # Validated against the chosen backend's Options dataclass when the backend is built.
     backend: dict[str, Any] = field(default_factory=dict)
     # LoadGen TestSettings attribute -> value, from the TOML layers (model+scenario defaults, --config).
@@ -425,6 +438,13 @@ def _from_tree(tree: dict[str, Any], loadgen_overrides: dict[str, Any]) -> RunCo
         raise ConfigError(
             f"quality.diversity_seeds must be >= 0 and quality.diversity_prompts >= 1, got "
             f"{sections['quality'].diversity_seeds} and {sections['quality'].diversity_prompts}"
+        )
+    _choice("sut.kind", sections["sut"].kind, SUT_KINDS)
+    srv = sections["serve"]
+    if srv.max_n < 1 or srv.max_prompt_chars < 1 or srv.max_body_bytes < 1024:
+        raise ConfigError(
+            f"serve.max_n and serve.max_prompt_chars must be >= 1 and serve.max_body_bytes >= 1024; "
+            f"got {srv.max_n}, {srv.max_prompt_chars}, {srv.max_body_bytes}"
         )
     if sections["sut"].max_wait_ms < 0:
         raise ConfigError(f"sut.max_wait_ms must be >= 0, got {sections['sut'].max_wait_ms}")
