@@ -4,11 +4,13 @@ It exercises the LoadGen plumbing, measures harness overhead, and injects failur
 `--set backend.latency_ms=20` sleeps per call, `--set backend.fail_at_call=3` raises on the third,
 `--set backend.oom_above_batch=4` raises MemoryError on batches larger than 4 (a batch-size ramp's end);
 `--set backend.full_run_oom_above_batch=4` does so only when the model runs more than one denoising step
-(a full run needs more memory than `fit`'s 1-step probe).
+(a full run needs more memory than `fit`'s 1-step probe); `--set backend.gil_hold_ms=2` runs Python for
+2 ms per call, holding the GIL (tools/sut_overhead.py: Python work in worker threads).
 """
 
 from __future__ import annotations
 
+import math
 import os
 import threading
 import time
@@ -36,6 +38,11 @@ class FakeOptions:
     oom_above_batch: int = 0
     # The same, only where model.steps > 1: fit's 1-step probes fit, a full run at that batch does not.
     full_run_oom_above_batch: int = 0
+    # Per call, after the latency: a pure Python busy loop for this long, as Python work in a worker thread
+    # (uint8 conversion, image hooks, unpickling) would run. Not a sleep: time.sleep releases the GIL, a
+    # running loop keeps it, handing it over only when another thread has waited the interpreter's switch
+    # interval (sys.getswitchinterval(), 5 ms by default), which is what delays a Python SUT's issue_queries.
+    gil_hold_ms: float = 0.0
 
 
 class FakeBackend:
@@ -47,6 +54,8 @@ class FakeBackend:
             raise BackendError(f"fake backend: latencies must be >= 0, got {options}")
         if options.fail_at_call < 0:
             raise BackendError(f"fake backend: fail_at_call must be >= 0, got {options.fail_at_call}")
+        if not (math.isfinite(options.gil_hold_ms) and options.gil_hold_ms >= 0):
+            raise BackendError(f"fake backend: gil_hold_ms must be a finite number >= 0, got {options.gil_hold_ms}")
         for key in ("oom_above_batch", "full_run_oom_above_batch"):
             if getattr(options, key) < 0:
                 raise BackendError(f"fake backend: {key} must be >= 0, got {getattr(options, key)}")
@@ -86,6 +95,8 @@ class FakeBackend:
         delay_s = (self.options.latency_ms + self.options.per_image_latency_ms * len(batch)) / 1e3
         if delay_s > 0:
             time.sleep(delay_s)
+        if self.options.gil_hold_ms > 0:
+            _run_python_for(self.options.gil_hold_ms)
         h, w = self.model.height, self.model.width
         images = np.stack([self.image_for(i, h, w) for i in batch.sample_indices])
         return ImageBatch(images=np.ascontiguousarray(images))
@@ -94,4 +105,12 @@ class FakeBackend:
         return {"backend": self.name, "device": "none", "dtype": "uint8", **asdict(self.options)}
 
     def close(self) -> None:
+        pass
+
+
+def _run_python_for(ms: float) -> None:
+    """Execute Python bytecode for `ms` milliseconds: the GIL stays with this thread except at the
+    interpreter's switch interval, when a waiting thread asks for it."""
+    end_ns = time.perf_counter_ns() + int(ms * 1e6)
+    while time.perf_counter_ns() < end_ns:
         pass
