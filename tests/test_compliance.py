@@ -10,12 +10,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-import mlperf_loadgen as lg
 import numpy as np
 import pytest
 
 from harness.errors import ConfigError
 from harness.loadgen.audit_config import AUDIT_CONFIGS, apply_audit_config
+from harness.loadgen.module import lg
 from harness.mlperf import compliance as verify
 from tests.conftest import ROOT
 

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import Any, Protocol
 
-import mlperf_loadgen as lg
+from harness.loadgen.module import lg
 
 log = logging.getLogger(__name__)
 

@@ -16,10 +16,9 @@ import re
 from pathlib import Path
 from typing import Any
 
-import mlperf_loadgen as lg
-
 from harness.config import RunConfig, check_value
 from harness.errors import ConfigError
+from harness.loadgen.module import lg
 from harness.mlperf import rules
 
 # The model name LoadGen sees when a model has no MLPerf definition: only the `*.` rules apply.

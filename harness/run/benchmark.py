@@ -24,7 +24,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import mlperf_loadgen as lg
 import numpy as np
 
 from backends.base import BackendError, ModelSpec, PromptBatch, PromptPreprocessor
@@ -33,6 +32,7 @@ from harness.data.qsl import QuerySampleLibrary
 from harness.errors import ConfigError
 from harness.loadgen import settings as lgs
 from harness.loadgen.audit_config import apply_audit_config
+from harness.loadgen.module import lg
 from harness.loadgen.session import LoadGenSession
 from harness.measure import cost, energy, profiling
 from harness.measure.profiling import TraceSettings, make_tracer, trace_settings
@@ -159,6 +159,12 @@ def start_workers(
         except BackendError as exc:
             backend.close()
             raise ConfigError(str(exc)) from exc
+        if getattr(backend, "shared_by_threads", False):
+            # A backend that waits on a remote service (http): `concurrency` worker threads share it, so that
+            # many requests are in flight while each worker runs its batch synchronously.
+            n = int(getattr(backend.options, "concurrency", 1))
+            tracers = [make_tracer(trace, "worker-0")] + [None] * (n - 1)  # one profiler thread at most
+            return [InProcessWorker(backend, name=f"worker-{i}", tracer=tracers[i]) for i in range(n)]
         return [InProcessWorker(backend, tracer=make_tracer(trace, "worker-0"))]
 
     options = backend.options

@@ -19,10 +19,10 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-import mlperf_loadgen as lg
 import numpy as np
 
 from harness.data.qsl import QuerySampleLibrary
+from harness.loadgen.module import lg
 from harness.sut.batcher import Batcher, QueuedQuery
 from harness.workers.in_process import Worker
 
