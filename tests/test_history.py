@@ -463,12 +463,15 @@ def test_diff_judges_significance_on_per_sample_latencies(tmp_path: Path) -> Non
 # -- end to end: runs record themselves ---------------------------------------------------------------------
 
 
-def test_fake_runs_record_themselves_and_gate_catches_a_slowed_backend(
+def test_fake_runs_record_themselves_and_gate_confirms_a_failure_before_failing(
     harness_cache: Path, tmp_path: Path, cli: Callable[..., Cli]
 ) -> None:
-    """Three in-process runs of the fake backend: 20 ms per batch twice, then 30 ms. (The 10% case, 22 ms, is
-    measured by tools/gate_false_alarms: a whole run slowed by other work on this shared machine can mask
-    or mimic 10%, which a test must not depend on; synthetic latencies test the 10% case above.)"""
+    """Three in-process runs of the fake backend record themselves: 20 ms per batch twice, then 30 ms. (The
+    10% case, 22 ms, is measured by tools/gate_false_alarms: a whole run slowed by other work on this shared
+    machine can mask or mimic 10%, which a test must not depend on; synthetic latencies test it above.)
+    One run slowed by something else (its latencies stretched by 30% after the fact): the gate's
+    confirmation run of the same configuration is not slow, so it passes and says why; with --confirm 0 the
+    one slow run fails. A truly slower backend (30 ms) fails again in its confirmation run."""
     out = tmp_path / "runs"
     common = ["--backend", "fake", "--set", "loadgen.offline_expected_qps=400", "--set", "loadgen.min_duration_ms=300"]
     made = []
@@ -477,13 +480,48 @@ def test_fake_runs_record_themselves_and_gate_catches_a_slowed_backend(
         assert code == 0 and run_dir is not None
         made.append(run_dir)
     listing = cli("history", "--format", "json", "--output-dir", str(out))
-    rows = json.loads(listing.stdout)
-    assert [r["run_id"].rsplit("-", 1)[0] for r in rows] == [d.name for d in made]
-    gate = ["gate", "--output-dir", str(out), "--baseline", str(made[0]), "--allow-difference", "backend.latency_ms"]
-    slow = cli(*gate, "--candidate", str(made[2]))
-    assert slow.returncode == 1 and "REGRESSION: slowdown" in slow.stdout, slow.stdout + slow.stderr
+    assert [r["run_id"].rsplit("-", 1)[0] for r in json.loads(listing.stdout)] == [d.name for d in made]
     refused = cli("gate", "--output-dir", str(out), "--baseline", str(made[0]))
     assert refused.returncode == 2 and "backend.latency_ms: 20 vs 30" in refused.stderr
+    base, stretched, slow = made
+    csv = stretched / "sample_latencies.csv"
+    lines = csv.read_text().splitlines()
+    csv.write_text(
+        "\n".join([lines[0], *(f"{i},{float(v) * 1.3:.3f}" for i, v in (ln.split(",") for ln in lines[1:]))]) + "\n"
+    )
+    url = f"sqlite:///{tmp_path / 'gate.sqlite'}"  # records the stretched folder as it is now
+    gate = ["gate", "--set", f"history.url={url}", "--baseline", str(base), "--allow-difference", "backend.latency_ms"]
+    once = cli(*gate, "--candidate", str(stretched), "--confirm", "0")
+    assert once.returncode == 1 and "REGRESSION: slowdown" in once.stdout, once.stdout + once.stderr
+    confirmed = cli(*gate, "--candidate", str(stretched))
+    assert confirmed.returncode == 0, confirmed.stdout + confirmed.stderr
+    assert "not repeated, one slow run is not a regression" in confirmed.stdout
+    assert "typical_throughput within the limit" in confirmed.stdout
+    repeated = cli(*gate, "--candidate", str(slow))
+    assert repeated.returncode == 1 and "(repeated in the confirmation run(s))" in repeated.stdout, repeated.stdout
+    assert len([d for d in out.iterdir() if d.is_dir()]) == 5  # one confirmation run each
+
+
+def test_replay_args_reproduce_the_resolved_configuration(harness_cache: Path, tmp_path: Path) -> None:
+    from harness.commands.run import build_parser, flag_overrides
+    from harness.config import read_toml, resolve_config
+    from harness.run.replay import replay_args
+
+    out = tmp_path / "runs"
+    sets = ["--set", "loadgen.offline_expected_qps=400", "--set", "loadgen.min_duration_ms=300"]
+    code, run_dir = run_main(
+        "--backend", "fake", "--set", "backend.latency_ms=3", "--set", "sut.batch_size=2", *sets, out=out
+    )
+    assert code == 0 and run_dir is not None
+    args = replay_args(run_dir, config_path=tmp_path / "replay.toml", output_dir=out)
+    parsed = build_parser().parse_args(args)
+    again = resolve_config(parsed.model, parsed.config, flag_overrides(parsed, parsed.mode), parsed.sets).to_dict()
+    original = read_toml(run_dir / "config.toml")
+    for section, values in again.items():
+        if section == "run":
+            values = {**values, "progress": original["run"]["progress"], "output_dir": original["run"]["output_dir"]}
+        assert values == original[section], section
+    assert (tmp_path / "replay.toml").stat().st_mode & 0o077 == 0
 
 
 # -- trends in the report -------------------------------------------------------------------------------------

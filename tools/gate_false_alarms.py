@@ -11,7 +11,9 @@ slowed by 10% (backend.latency_ms=22), each gated against the identical-conditio
 (--allow-difference backend.latency_ms): each exit 0 is a missed slowdown. The runs go to --out (a
 temporary folder by default) with their history.sqlite. The 1-minute load average is printed before and
 after: on a shared machine, other work slows some runs for real, and the gate is right to notice that.
-Last line: `false_alarms=<n>/<tries> detected=<n>/<tries or n/a> false_alarms_vs_last_5=<n>/<m>`.
+The gate confirms a failing check with one more run of the candidate's configuration (`--confirm`, as the
+gate's own default; --confirm 0 judges each run alone); the confirmation runs are counted.
+Last line: `false_alarms=<n>/<tries> detected=<n>/<tries or n/a> false_alarms_vs_last_5=<n>/<m> confirmations=<n>`.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--backend", choices=("tiny", "fake"), default="tiny", help="tiny: the default run (eager)")
     p.add_argument("--tries", type=int, default=20)
     p.add_argument("--max-slowdown", default="5%")
+    p.add_argument("--confirm", type=int, default=1, help="the gate's --confirm (default 1, as the gate's)")
     p.add_argument("--out", type=Path, help="where the runs go. Default: a temporary folder")
     args = p.parse_args(argv)
     out = args.out or Path(tempfile.mkdtemp(prefix="gate-false-alarms-"))
@@ -58,20 +61,24 @@ def main(argv: list[str] | None = None) -> int:
     def gate(baseline: Path, candidate: Path, *extra: str) -> tuple[int, str]:
         proc = _harness(
             "gate", "--output-dir", str(out), "--baseline", str(baseline), "--candidate", str(candidate),
-            "--max-slowdown", args.max_slowdown, *extra,
+            "--max-slowdown", args.max_slowdown, "--confirm", str(args.confirm), *extra,
         )  # fmt: skip
-        if proc.returncode == 2:
-            raise SystemExit(f"error: gate refused: {proc.stderr.strip()}")
-        line = next((ln for ln in proc.stdout.splitlines() if "slowdown" in ln), "")
-        return proc.returncode, line
+        return _outcome(proc)
 
     def gate_last(candidate: Path) -> tuple[int, str]:
         proc = _harness(
             "gate", "--output-dir", str(out), "--baseline", f"last:{LAST_N}", "--candidate", str(candidate),
-            "--max-slowdown", args.max_slowdown,
+            "--max-slowdown", args.max_slowdown, "--confirm", str(args.confirm),
         )  # fmt: skip
+        return _outcome(proc)
+
+    confirmations = 0
+
+    def _outcome(proc: subprocess.CompletedProcess[str]) -> tuple[int, str]:
+        nonlocal confirmations
         if proc.returncode == 2:
             raise SystemExit(f"error: gate refused: {proc.stderr.strip()}")
+        confirmations += proc.stderr.count("confirmation run 1/")
         line = next((ln for ln in proc.stdout.splitlines() if "slowdown" in ln), "")
         return proc.returncode, line
 
@@ -110,6 +117,8 @@ def main(argv: list[str] | None = None) -> int:
         f"false_alarms_vs_last_{LAST_N}": false_alarms_last,
         f"tries_vs_last_{LAST_N}": tries_last,
         "max_slowdown": args.max_slowdown,
+        "confirm": args.confirm,
+        "confirmation_runs": confirmations,
         "load_1min_before": load_before[0],
         "load_1min_after": load_after[0],
         "cpu_count": os.cpu_count(),
@@ -120,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"load average after: {load_after[0]:.2f}; wall {summary['wall_s']} s; details: {out}/gate_false_alarms.json")
     shown = f"{detected}/{args.tries}" if args.backend == "fake" else "n/a"
     last = f"false_alarms_vs_last_{LAST_N}={false_alarms_last}/{tries_last}"
-    print(f"false_alarms={false_alarms}/{args.tries} detected={shown} {last}")
+    print(f"false_alarms={false_alarms}/{args.tries} detected={shown} {last} confirmations={confirmations}")
     return 0
 
 

@@ -20,6 +20,8 @@ from harness.history.query import RunSet
 from harness.history.schema import CONDITIONS
 from harness.history.stats import TYPICAL, MetricDelta, compare, typical_rates
 
+SCORES = ("clip_score", "fid_score")
+
 
 @dataclass(frozen=True)
 class Thresholds:
@@ -34,6 +36,13 @@ class GateResult:
     deltas: tuple[MetricDelta, ...]
     failures: tuple[str, ...]  # one line per failing metric
     checked: tuple[str, ...]  # one line per check made (pass or fail)
+    failed_metrics: tuple[str, ...] = ()  # the metrics behind `failures`, in the same order
+
+    @property
+    def timing_only(self) -> bool:
+        """Every failure is a timing one (throughput, p99), which a second run of the candidate can test;
+        CLIP and FID come from fixed seeds and would only repeat."""
+        return bool(self.failed_metrics) and all(m not in SCORES for m in self.failed_metrics)
 
 
 def condition_differences(
@@ -65,6 +74,7 @@ def judge(baseline: RunSet, candidate: RunSet, t: Thresholds) -> GateResult:
     deltas = compare(baseline, candidate)
     by_name = {d.metric: d for d in deltas}
     failures: list[str] = []
+    failed_metrics: list[str] = []
     checked: list[str] = []
 
     def timed(metric: str, limit: float | None, what: str) -> None:
@@ -82,6 +92,7 @@ def judge(baseline: RunSet, candidate: RunSet, t: Thresholds) -> GateResult:
             checked.append(f"{line}: within the spread of the {len(baseline.rows)} baseline runs ({spread})")
         elif amount > limit and d.significant:
             failures.append(line)
+            failed_metrics.append(metric)
         elif amount > limit and d.significant is None:
             checked.append(f"{line}: over the limit but not judged ({d.note})")
         else:
@@ -106,14 +117,18 @@ def judge(baseline: RunSet, candidate: RunSet, t: Thresholds) -> GateResult:
             return
         amount = d.a - d.b if drop else d.b - d.a
         line = f"{what} {amount:+.4g} (limit {limit:g}; {d.label} {_num(d.a)} -> {_num(d.b)})"
-        (failures if amount > limit else checked).append(line)
+        if amount > limit:
+            failures.append(line)
+            failed_metrics.append(metric)
+        else:
+            checked.append(line)
 
     judged = by_name.get(TYPICAL)
     timed(TYPICAL if judged is not None else "samples_per_second", t.max_slowdown, "slowdown")
     timed("latency_p99_ms", t.max_p99_increase, "p99 latency increase")
     points("clip_score", t.max_clip_drop, "CLIP score drop", drop=True)
     points("fid_score", t.max_fid_increase, "FID increase", drop=False)
-    return GateResult(tuple(deltas), tuple(failures), tuple(checked))
+    return GateResult(tuple(deltas), tuple(failures), tuple(checked), tuple(failed_metrics))
 
 
 def parse_fraction(text: str) -> float:
