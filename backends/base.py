@@ -150,5 +150,30 @@ class PromptPreprocessor(Protocol):
         """One object per prompt (same order), or None."""
 
 
+@dataclass(frozen=True)
+class EndpointStats:
+    """What a backend that calls a remote service (backends/http.py) saw of it, for the run's summary.
+
+    `splits_ns`: per answered sample of the timed run, its client-side latency ("e2e") and the contiguous
+    parts it splits into (server_queue, server_generate, server_encode from the Server-Timing header,
+    client_decode, client_other: network, transfer, HTTP). `status_counts`: every request attempt by
+    HTTP status, or "timeout" / "connection_error".
+    """
+
+    url: str
+    api: str
+    response_format: str
+    concurrency: int
+    comparable_with_mlperf_accuracy: bool
+    not_comparable_reason: str
+    server: dict[str, Any]
+    requests: int
+    status_counts: dict[str, int]
+    retries: int
+    splits_ns: dict[str, tuple[int, ...]]
+    first_image_s: float | None  # from load() (the first contact) to the first decoded image
+    first_request_s: float | None  # the first request's client-side latency (a cold server's first image)
+
+
 class BackendError(Exception):
     """A backend could not load or run. The message says what, the value, and what is allowed."""

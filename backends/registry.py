@@ -44,6 +44,7 @@ BACKENDS: dict[str, BackendEntry] = {
         fixed_shapes=True,
         summary="diffusers-eager with torch.compile (denoiser; VAE decoder, text encoders by option)",
     ),
+    "http": BackendEntry("backends.http", "HttpBackend", summary="a deployed service over HTTP (serve, OpenAI API)"),
     "onnxruntime": BackendEntry(
         "backends.onnx_family.onnxruntime_backend",
         "OnnxRuntimeBackend",

@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from backends.base import EndpointStats
 from harness.config import RunConfig
 from harness.loadgen.logs import Verdict, read_detail_log
 from harness.measure.memory import headline_memory_mib, peak_memory
@@ -89,6 +90,36 @@ class FailureRecord:
 
 
 @dataclass(frozen=True)
+class EndpointRecord:
+    """A run through the `http` backend: the service as its client saw it (summary.json's `endpoint`).
+
+    `latency_split_ms`: each answered sample's client-side latency ("e2e") and its contiguous parts,
+    part -> {mean, p50, p99, max}: the server's queue, generate and encode times (its Server-Timing header),
+    the client's decode, and the rest (network, transfer, HTTP). `responses_by_status`: every request
+    attempt (warm-up included) by HTTP status, or "timeout" / "connection_error".
+    """
+
+    url: str = ""
+    api: str = ""
+    response_format: str = ""
+    concurrency: int = 0
+    comparable_with_mlperf_accuracy: bool = True
+    not_comparable_reason: str | None = None
+    server: Mapping[str, Any] = field(default_factory=dict)  # GET /health as the server answered it
+    requests: int = 0
+    responses_by_status: Mapping[str, int] = field(default_factory=dict)
+    errors: int = 0  # attempts that were not 200
+    retries: int = 0
+    samples: int = 0
+    latency_split_ms: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
+    time_to_first_image_s: float | None = None
+    time_to_first_image_from: str = (
+        "the client's first contact (GET /health) to its first decoded image (the warm-up request)"
+    )
+    first_request_s: float | None = None  # the first request's own latency: a fresh server's first image
+
+
+@dataclass(frozen=True)
 class RunSummary:
     status: str = ""  # ok, failed, interrupted ("" only in a summary.json without it)
     error: str | None = None
@@ -121,6 +152,7 @@ class RunSummary:
     time_to_first_image_s: Mapping[str, Any] = field(default_factory=dict)
     energy: Mapping[str, Any] | None = None
     cost: Mapping[str, Any] | None = None  # None when the run had no price
+    endpoint: EndpointRecord | None = None  # runs through the http backend; not written otherwise
     schema_version: int = SCHEMA_VERSION
 
     # -- reading ----------------------------------------------------------------------------------
@@ -162,6 +194,7 @@ class RunSummary:
         values["workers"] = tuple(_record(WorkerShare, w) for w in data.get("workers") or ())
         values["retried_failures"] = tuple(_record(RetriedFailure, r) for r in data.get("retried_failures") or ())
         values["failure"] = _record(FailureRecord, data["failure"]) if data.get("failure") else None
+        values["endpoint"] = _record(EndpointRecord, data["endpoint"]) if data.get("endpoint") else None
         for key in ("latency_ms", "batch_sizes", "timing", "phases_s", "peak_memory", "profile"):
             values[key] = data.get(key) or {}
         values["time_to_first_image_s"] = data.get("time_to_first_image_s") or {}
@@ -177,7 +210,7 @@ class RunSummary:
         return cls.read(path) if path is not None and path.is_file() else None
 
 
-_OMITTED_WHEN_NONE = {"accuracy", "quality"}
+_OMITTED_WHEN_NONE = {"accuracy", "quality", "endpoint"}
 
 
 def verdict_of(summary: RunSummary | None) -> Verdict:
@@ -255,6 +288,9 @@ def summarise(
         blockers.append("accuracy runs carry no performance result")
     elif not result_valid:
         blockers.append(f"LoadGen result is {verdict.validity or 'missing'}: {verdict.reason or 'LoadGen errors'}")
+    endpoint = endpoint_record(sut)
+    if endpoint is not None and not endpoint.comparable_with_mlperf_accuracy:
+        blockers.append(endpoint.not_comparable_reason or "the endpoint's images are not comparable")
     stats = sut.stats
     failure = sut.failure
     return RunSummary(
@@ -320,4 +356,42 @@ def summarise(
             traceback=failure.traceback,
         ),
         run_dir=str(run_dir),
+        endpoint=endpoint,
     )
+
+
+def endpoint_record(sut: SystemUnderTest) -> EndpointRecord | None:
+    """The http backend's view of the service (its workers share one backend), or None for other backends."""
+    backend = getattr(sut.workers[0], "backend", None)
+    stats_fn = getattr(backend, "endpoint_stats", None)
+    if stats_fn is None:
+        return None
+    stats: EndpointStats = stats_fn()
+    split = {part: _split_ms(values) for part, values in stats.splits_ns.items() if values}
+    return EndpointRecord(
+        url=stats.url,
+        api=stats.api,
+        response_format=stats.response_format,
+        concurrency=stats.concurrency,
+        comparable_with_mlperf_accuracy=stats.comparable_with_mlperf_accuracy,
+        not_comparable_reason=stats.not_comparable_reason or None,
+        server=dict(stats.server),
+        requests=stats.requests,
+        responses_by_status=dict(sorted(stats.status_counts.items())),
+        errors=sum(n for status, n in stats.status_counts.items() if status != "200"),
+        retries=stats.retries,
+        samples=len(stats.splits_ns.get("e2e", ())),
+        latency_split_ms=split,
+        time_to_first_image_s=None if stats.first_image_s is None else round(stats.first_image_s, 4),
+        first_request_s=None if stats.first_request_s is None else round(stats.first_request_s, 4),
+    )
+
+
+def _split_ms(values_ns: Sequence[int]) -> dict[str, float]:
+    a = np.asarray(values_ns, dtype=np.float64) / 1e6
+    return {
+        "mean": round(float(a.mean()), 3),
+        "p50": round(float(np.percentile(a, 50)), 3),
+        "p99": round(float(np.percentile(a, 99)), 3),
+        "max": round(float(a.max()), 3),
+    }
