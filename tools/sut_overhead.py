@@ -1,0 +1,591 @@
+"""What the system under test costs: the Python SUT against the native (C++) one, with the fake backend, and both
+against the raw backend loop on the tiny model (issue 18, part 5).
+
+    python -m tools.sut_overhead [--parts offline,server,issue-delay,raw] [--kinds python,native]
+                                 [--latencies-ms 0,1] [--gil-hold-ms 0,2,10] [durations, see --help]
+
+Parts:
+- offline: LoadGen Offline samples/s, fake backend at each --latencies-ms per batch (0 = the null-backend
+  ceiling). LoadGen issues 1.1 x offline_expected_qps x min duration samples and calls a run that ends
+  sooner INVALID, so a run that was too fast is repeated with the expected QPS raised to 1.5x what it did.
+- server: the highest Server target QPS LoadGen calls VALID (its own verdict, from mlperf_log_detail.txt),
+  a doubling-then-bisecting search of --server-steps runs.
+- issue-delay: Server at --issue-qps while the worker holds the GIL for each --gil-hold-ms per batch
+  (backend.gil_hold_ms). The delay is from LoadGen's scheduled time of each query to the SUT's enqueue time
+  of it. LoadGen's trace (profile.loadgen_trace) logs each sample as a "Sample" event whose ts is the
+  query's scheduled time, in microseconds after the trace origin; the origin is written as "otherData.ts",
+  PerfClock (std::chrono::high_resolution_clock, i.e. the system clock in libstdc++) in microseconds since
+  the epoch. Both SUTs stamp the enqueue with CLOCK_MONOTONIC (perf_counter_ns / steady_clock); the two
+  clocks are aligned by reading them back to back before and after the run (the bracket and the drift are
+  printed). The same trace gives the time LoadGen's issue thread spends inside the SUT's IssueQuery.
+- raw: the tiny model (its own backend) at one batch size: the raw generate loop, then LoadGen Offline
+  through each SUT, alternating, in one process with one loaded backend (tools/overhead.py's method).
+
+A SUT kind that is not available here is reported as not measured, with the reason; nothing is estimated.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import platform
+import re
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from backends.base import Backend
+from harness.config import RunConfig, resolve_config
+from harness.data.qsl import QuerySampleLibrary
+from harness.errors import HarnessError
+from harness.loadgen.logs import DetailLog, Verdict, read_detail_log
+from harness.loadgen.module import loadgen_build
+from harness.loadgen.settings import build_test_settings
+from harness.run.benchmark import drive_loadgen
+from harness.run.model import RunInputs, batch_policy, direct_batch, latent_shape, make_backend, prepare_inputs
+from harness.sut.batcher import Batcher, BatchPolicy, QueuedQuery
+from harness.sut.python_sut import SystemUnderTest
+from harness.workers.in_process import InProcessWorker, Worker
+
+PARTS = ("offline", "server", "issue-delay", "raw")
+KINDS = ("python", "native")
+# "Unchanged" for the native issue-delay target: the p99 at every GIL hold within this of the p99 at none.
+# A GIL wait would add up to the interpreter's switch interval (5 ms); 0.1 ms is far below that.
+UNCHANGED_MS = 0.1
+
+
+# 1. The SUTs -------------------------------------------------------------------------------------------------
+EnqueueLog = list[tuple[int, int]]  # (sample index, enqueue CLOCK_MONOTONIC ns), noted when a worker pulls it
+
+
+class _NotingBatcher(Batcher):
+    """The Python SUT's batcher, noting each query's enqueue time as the worker pulls it (off the issue path)."""
+
+    def __init__(self, policy: BatchPolicy, log: EnqueueLog) -> None:
+        super().__init__(policy)
+        self.log = log
+
+    def next_batch(self) -> list[QueuedQuery] | None:
+        batch = super().next_batch()
+        if batch:
+            self.log.extend((q.sample_index, q.enqueued_ns) for q in batch)
+        return batch
+
+
+SutMaker = Callable[[QuerySampleLibrary, BatchPolicy, Sequence[Worker], EnqueueLog], Any]
+
+
+def _python_sut(qsl: QuerySampleLibrary, policy: BatchPolicy, workers: Sequence[Worker], log: EnqueueLog) -> Any:
+    return SystemUnderTest(qsl, _NotingBatcher(policy, log), workers)
+
+
+def sut_makers(kinds: Sequence[str]) -> tuple[dict[str, SutMaker], dict[str, str]]:
+    """The SUTs this machine can run, and for the others why not."""
+    makers: dict[str, SutMaker] = {}
+    missing: dict[str, str] = {}
+    for kind in kinds:
+        if kind == "python":
+            makers[kind] = _python_sut
+        else:
+            missing[kind] = "the native SUT is not part of this checkout (harness/sut/native_sut.py)"
+    return makers, missing
+
+
+# 2. One LoadGen run ------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ClockPair:
+    """CLOCK_REALTIME minus CLOCK_MONOTONIC, read back to back; `bracket_ns` is the read's own width."""
+
+    offset_ns: int
+    bracket_ns: int
+    mono_ns: int
+
+    @classmethod
+    def read(cls) -> ClockPair:
+        best: tuple[int, int, int] | None = None
+        for _ in range(20):
+            a = time.perf_counter_ns()
+            wall = time.time_ns()
+            b = time.perf_counter_ns()
+            if best is None or b - a < best[1]:
+                best = (wall - (a + b) // 2, b - a, (a + b) // 2)
+        assert best is not None
+        return cls(*best)
+
+
+@dataclass
+class LoadGenRun:
+    detail: DetailLog
+    verdict: Verdict
+    samples_per_s: float | None
+    enqueues: EnqueueLog = field(default_factory=list)
+    clocks: tuple[ClockPair, ClockPair] | None = None
+    trace: Path | None = None
+
+
+def run_loadgen(cfg: RunConfig, inputs: RunInputs, backend: Backend, make: SutMaker, out: Path) -> LoadGenRun:
+    out.mkdir(parents=True, exist_ok=True)
+    enqueues: EnqueueLog = []
+    sut = make(inputs.qsl, batch_policy(cfg), [InProcessWorker(backend)], enqueues)
+    before = ClockPair.read()
+    outcome = drive_loadgen(cfg, sut, inputs.qsl, build_test_settings(cfg), out, progress=None)
+    after = ClockPair.read()
+    if sut.failure is not None or outcome.loadgen_alive:
+        raise RuntimeError(f"the LoadGen run in {out} failed: {sut.failure}")
+    detail = read_detail_log(out / "mlperf_log_detail.txt")
+    trace = out / "mlperf_log_trace.json"
+    sps = detail.samples_per_second(cfg.run.scenario)
+    return LoadGenRun(detail, detail.verdict(), sps, enqueues, (before, after), trace if trace.is_file() else None)
+
+
+# 3. The issue delay from LoadGen's trace ---------------------------------------------------------------------
+@dataclass(frozen=True)
+class IssueDelay:
+    """Per query, in ms: the whole delay and its two parts, split at LoadGen's issued_start_time (taken just
+    before it calls the SUT's IssueQuery; the Sample event's issue_start_ns); and LoadGen's "IssueQuery"
+    trace events, the whole IssueQuery call."""
+
+    total_ms: tuple[float, ...]  # scheduled -> SUT enqueue
+    loadgen_ms: tuple[float, ...]  # scheduled -> LoadGen starts the issue (its own wake-up and bookkeeping)
+    sut_ms: tuple[float, ...]  # issue start -> SUT enqueue (the Python SUT takes the GIL here)
+    in_issue_query_ms: tuple[float, ...]
+    alignment_us: float  # the clock reads' half bracket plus the offset's drift over the run
+
+
+_SAMPLE = re.compile(
+    r'"ts":([0-9.]+),"args":\{"sample_seq":\d+,"query_seq":(\d+),"sample_idx":(\d+),"issue_start_ns":(\d+)'
+)
+
+
+def issue_delay(run: LoadGenRun) -> IssueDelay:
+    """Pair the k-th scheduled query (query_seq k) with the k-th enqueue; refuse when the sample indices differ."""
+    if run.trace is None or run.clocks is None:
+        raise ValueError("no LoadGen trace (profile.loadgen_trace) for this run")
+    origin_ns: int | None = None
+    scheduled: list[tuple[int, int, int, int]] = []  # (query_seq, sample_idx, scheduled ns after origin, issue ns)
+    in_call: list[float] = []
+    with run.trace.open(encoding="utf-8", errors="replace") as f:
+        for line in f:  # line by line: LoadGen's trace is not valid JSON (its LogDetail args double their quotes)
+            if line.startswith('{"name":"Sample"') and '"ph":"b"' in line:
+                m = _SAMPLE.search(line)
+                if m:
+                    scheduled.append((int(m[2]), int(m[3]), _us_to_ns(m[1]), int(m[4])))
+            elif line.startswith('{"name":"IssueQuery"'):
+                dur = re.search(r'"dur":([0-9.]+)', line)
+                if dur:
+                    in_call.append(float(dur[1]) / 1e3)
+            elif line.startswith('"ts":'):  # the footer's otherData.ts: the origin, us since the epoch
+                origin_ns = _us_to_ns(line[5:].strip().rstrip(","))
+    if origin_ns is None:
+        raise ValueError(f"{run.trace} has no otherData.ts (the trace origin)")
+    enqueues = sorted(run.enqueues, key=lambda e: e[1])  # one issue thread: enqueue order is issue order
+    scheduled.sort()
+    if len(scheduled) != len(enqueues) or any(s[1] != e[0] for s, e in zip(scheduled, enqueues, strict=False)):
+        raise ValueError(f"{len(scheduled)} traced samples and {len(enqueues)} enqueues do not pair by sample index")
+    before, after = run.clocks
+    span = max(after.mono_ns - before.mono_ns, 1)
+
+    def to_wall(mono_ns: int) -> int:  # the offset interpolated over the run; integers (1e18 ns is past float's ns)
+        return mono_ns + before.offset_ns + (after.offset_ns - before.offset_ns) * (mono_ns - before.mono_ns) // span
+
+    total = [(to_wall(e[1]) - origin_ns - s[2]) / 1e6 for s, e in zip(scheduled, enqueues, strict=True)]
+    loadgen = [s[3] / 1e6 for s in scheduled]
+    alignment_ns = max(before.bracket_ns, after.bracket_ns) / 2 + abs(after.offset_ns - before.offset_ns)
+    return IssueDelay(
+        tuple(total),
+        tuple(loadgen),
+        tuple(t - g for t, g in zip(total, loadgen, strict=True)),
+        tuple(in_call),
+        alignment_ns / 1e3,
+    )
+
+
+def _us_to_ns(text: str) -> int:
+    whole, _, frac = text.partition(".")
+    return int(whole) * 1000 + int((frac + "000")[:3])
+
+
+def pct(values: Sequence[float], q: float) -> float:
+    return float(np.percentile(np.asarray(values), q))
+
+
+# 4. The parts ------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Row:
+    part: str
+    condition: str
+    sut: str
+    figure: str
+    verdict: str  # LoadGen's verdict on the run behind the figure; "-" where no LoadGen ran
+
+
+@dataclass
+class Bench:
+    args: argparse.Namespace
+    makers: dict[str, SutMaker]
+    missing: dict[str, str]
+    work: Path
+    rows: list[Row] = field(default_factory=list)
+    offline_sps: dict[tuple[float, str], float] = field(default_factory=dict)  # (latency, kind) -> VALID figure
+    issue_p99: dict[tuple[float, str], float] = field(default_factory=dict)  # (gil hold, kind) -> p99 ms
+    raw_ratio: dict[str, float] = field(default_factory=dict)
+    _inputs: RunInputs | None = None
+    _runs: int = 0
+
+    def fake_config(self, scenario: str, sets: Sequence[str]) -> RunConfig:
+        a = self.args
+        base = [
+            f"model.height={a.image_px}",
+            f"model.width={a.image_px}",
+            f"sut.batch_size={a.batch_size}",
+            f"sut.max_batch_size={a.batch_size}",
+            f"sut.max_wait_ms={a.max_wait_ms}",
+        ]
+        cli = {"run.backend": "fake", "run.scenario": scenario, "run.mode": "performance"}
+        cfg = resolve_config("tiny", None, cli, base)
+        latent = self.work / "latent.npy"  # the fake backend ignores latents: a zero one spares importing torch
+        if not latent.is_file():
+            np.save(latent, np.zeros((1, *latent_shape(cfg)), np.float32))
+        return resolve_config("tiny", None, cli, [*base, f"latents.file={latent}", *sets])
+
+    def inputs(self, cfg: RunConfig) -> RunInputs:
+        if self._inputs is None:
+            self._inputs = prepare_inputs(cfg)
+        return self._inputs
+
+    def run(self, cfg: RunConfig, kind: str) -> LoadGenRun:
+        self._runs += 1
+        backend = make_backend(cfg, self.inputs(cfg).spec)
+        backend.load()
+        try:
+            return run_loadgen(cfg, self.inputs(cfg), backend, self.makers[kind], self.work / f"run-{self._runs}")
+        finally:
+            backend.close()
+
+    def not_measured(self, part: str, condition: str, kind: str) -> None:
+        self.rows.append(Row(part, condition, kind, "not measured", self.missing[kind]))
+
+    # offline ---------------------------------------------------------------------------------------------
+    def offline(self) -> None:
+        a = self.args
+        for latency in a.latencies_ms:
+            cond = f"fake {latency:g} ms/batch, batch {a.batch_size}"
+            for kind in a.kinds:
+                if kind not in self.makers:
+                    self.not_measured("Offline samples/s", cond, kind)
+                    continue
+                expected = a.offline_start_qps
+                for _attempt in range(4):
+                    sets = [
+                        f"backend.latency_ms={latency}",
+                        f"loadgen.min_duration_ms={a.offline_duration_ms}",
+                        f"loadgen.offline_expected_qps={expected}",
+                        "loadgen.min_query_count=64",
+                    ]
+                    r = self.run(self.fake_config("Offline", sets), kind)
+                    if r.verdict.valid or not r.samples_per_s or r.detail.get("result_min_duration_met") is not False:
+                        break
+                    expected = round(1.5 * r.samples_per_s)  # finished before the minimum duration: issue more
+                figure = f"{r.samples_per_s:,.0f}" if r.samples_per_s else "no result"
+                self.rows.append(Row("Offline samples/s", cond, kind, figure, r.verdict.label()))
+                if r.verdict.valid and r.samples_per_s:
+                    self.offline_sps[(latency, kind)] = r.samples_per_s
+
+    # server ----------------------------------------------------------------------------------------------
+    def server(self) -> None:
+        a = self.args
+        for latency in a.latencies_ms:
+            cond = f"fake {latency:g} ms/batch, p99 <= {a.server_latency_ms:g} ms, max wait {a.max_wait_ms:g} ms"
+            for kind in a.kinds:
+                if kind not in self.makers:
+                    self.not_measured("Server max VALID QPS", cond, kind)
+                    continue
+                q = a.server_start_qps or 0.5 * self.offline_sps.get((latency, kind), 1000.0)
+                valid: tuple[float, Verdict] | None = None
+                invalid: tuple[float, Verdict] | None = None
+                for _step in range(a.server_steps):
+                    q = float(f"{q:.3g}")
+                    sets = [
+                        f"backend.latency_ms={latency}",
+                        f"loadgen.server_target_qps={q}",
+                        f"loadgen.server_target_latency_ns={int(a.server_latency_ms * 1e6)}",
+                        "loadgen.server_target_latency_percentile=0.99",
+                        f"loadgen.min_duration_ms={a.server_duration_ms}",
+                        f"loadgen.min_query_count={a.server_min_queries}",
+                    ]
+                    verdict = self.run(self.fake_config("Server", sets), kind).verdict
+                    if verdict.valid:
+                        valid = (q, verdict) if valid is None or q > valid[0] else valid
+                        q = 2 * q if invalid is None else (q + invalid[0]) / 2
+                    else:
+                        invalid = (q, verdict) if invalid is None or q < invalid[0] else invalid
+                        q = q / 2 if valid is None else (q + valid[0]) / 2
+                bracket = f" (INVALID at {invalid[0]:,.4g})" if invalid else " (none INVALID up to it)"
+                if valid is not None:
+                    self.rows.append(Row("Server max VALID QPS", cond, kind, f"{valid[0]:,.4g}{bracket}", "VALID"))
+                else:
+                    assert invalid is not None
+                    lowest = f"none VALID; lowest tried {invalid[0]:,.4g}"
+                    self.rows.append(Row("Server max VALID QPS", cond, kind, lowest, invalid[1].label()))
+
+    # issue delay -----------------------------------------------------------------------------------------
+    def issue_delay(self) -> None:
+        a = self.args
+        for hold in a.gil_hold_ms:
+            cond = f"Server {a.issue_qps:g} QPS, fake {a.issue_latency_ms:g} ms + GIL held {hold:g} ms/batch"
+            for kind in a.kinds:
+                if kind not in self.makers:
+                    self.not_measured("issue delay", cond, kind)
+                    continue
+                sets = [
+                    f"backend.latency_ms={a.issue_latency_ms}",
+                    f"backend.gil_hold_ms={hold}",
+                    f"loadgen.server_target_qps={a.issue_qps}",
+                    f"loadgen.server_target_latency_ns={int(a.server_latency_ms * 1e6)}",
+                    "loadgen.server_target_latency_percentile=0.99",
+                    f"loadgen.min_duration_ms={a.issue_duration_ms}",
+                    "loadgen.min_query_count=1",
+                    "profile.loadgen_trace=true",
+                ]
+                r = self.run(self.fake_config("Server", sets), kind)
+                try:
+                    d = issue_delay(r)
+                except ValueError as exc:
+                    self.rows.append(Row("issue delay", cond, kind, f"not measurable: {exc}", r.verdict.label()))
+                    continue
+                self.issue_p99[(hold, kind)] = pct(d.total_ms, 99)
+                parts = [
+                    ("issue delay", d.total_ms, f" over {len(d.total_ms)} (clocks +-{d.alignment_us:.1f} us)"),
+                    ("  LoadGen's part", d.loadgen_ms, " (scheduled -> IssueQuery called)"),
+                    ("  SUT's part", d.sut_ms, " (IssueQuery called -> enqueue time)"),
+                    ("  in IssueQuery", d.in_issue_query_ms, " (the whole call)"),
+                ]
+                for name, values, note in parts:
+                    figure = f"p50 {pct(values, 50):.3f} / p99 {pct(values, 99):.3f} ms{note}"
+                    self.rows.append(Row(name, cond, kind, figure, r.verdict.label()))
+
+    # raw loop --------------------------------------------------------------------------------------------
+    def raw(self) -> None:
+        a = self.args
+        n, b = a.raw_samples, a.batch_size
+        cfg = resolve_config(
+            a.raw_model,
+            None,
+            {"run.scenario": "Offline", "run.mode": "performance"},
+            [
+                f"sut.batch_size={b}",
+                f"loadgen.min_query_count={n}",
+                "loadgen.min_duration_ms=1",
+                "loadgen.offline_expected_qps=1",
+                "loadgen.max_query_count=0",
+            ],
+        )
+        inputs = prepare_inputs(cfg)
+        backend = make_backend(cfg, inputs.spec)
+        backend.load()
+        qsl = inputs.qsl
+        indices = [i % qsl.total_count for i in range(n)]
+        batches = [direct_batch(inputs.prompts, inputs.latents, indices[i : i + b]) for i in range(0, n, b)]
+        backend.warmup(batches[0])
+        cond = f"{a.raw_model} ({cfg.run.backend}), batch {b}, {n} samples, {a.raw_rounds} rounds"
+        raw: list[float] = []
+        via: dict[str, list[float]] = {k: [] for k in self.makers}
+        verdicts: dict[str, list[str]] = {k: [] for k in self.makers}
+        for r in range(a.raw_rounds):
+            start = time.perf_counter()
+            for batch in batches:
+                backend.generate(batch)
+            raw.append(n / (time.perf_counter() - start))
+            for kind, make in self.makers.items():
+                run = run_loadgen(cfg, inputs, backend, make, self.work / f"raw-{kind}-{r}")
+                if run.samples_per_s is None:
+                    raise RuntimeError(f"the {kind} SUT's Offline run gave no samples/s")
+                via[kind].append(run.samples_per_s)
+                verdicts[kind].append(run.verdict.label())
+        backend.close()
+        raw_m = statistics.median(raw)
+        self.rows.append(Row("vs raw loop", cond, "raw loop", f"{raw_m:.3f} samples/s ({_spread(raw)})", "-"))
+        for kind in a.kinds:
+            if kind not in self.makers:
+                self.not_measured("vs raw loop", cond, kind)
+                continue
+            m = statistics.median(via[kind])
+            self.raw_ratio[kind] = m / raw_m
+            figure = f"{m:.3f} samples/s ({_spread(via[kind])}), ratio {m / raw_m:.4f}"
+            self.rows.append(Row("vs raw loop", cond, kind, figure, ", ".join(sorted(set(verdicts[kind])))))
+
+
+def _spread(values: Sequence[float]) -> str:
+    return f"min {min(values):.3f}, max {max(values):.3f}"
+
+
+# 5. Conditions, table, targets ---------------------------------------------------------------------------------
+def conditions(args: argparse.Namespace, makers: dict[str, SutMaker], missing: dict[str, str]) -> list[str]:
+    cpu = "unknown CPU"
+    try:
+        cpu = next(
+            ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines() if "model name" in ln
+        )
+    except (OSError, StopIteration):
+        pass
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    gpu = "nvidia-smi present" if shutil.which("nvidia-smi") else "none (no nvidia-smi)"
+    lg = loadgen_build()
+    sut_kinds = ", ".join(
+        [f"{k} (measured)" for k in makers] + [f"{k} (NOT measured: {why})" for k, why in missing.items()]
+    )
+    return [
+        f"machine: {platform.node()}, {cpu}, {cores} cores usable, GPU: {gpu}, {platform.platform()}",
+        f"python {platform.python_version()}, GIL switch interval {sys.getswitchinterval() * 1e3:g} ms",
+        f"LoadGen: {lg.origin} {lg.version} @ {lg.git_revision} ({lg.module_path})",
+        f"SUT kinds: {sut_kinds}",
+        f"fake backend: {args.image_px}x{args.image_px} images, batch {args.batch_size}, Server max wait "
+        f"{args.max_wait_ms:g} ms; durations: Offline >= {args.offline_duration_ms} ms, Server search >= "
+        f"{args.server_duration_ms} ms and {args.server_min_queries} queries x {args.server_steps} steps, "
+        f"issue delay >= {args.issue_duration_ms} ms per run",
+    ]
+
+
+def table(rows: Sequence[Row]) -> list[str]:
+    header = Row("part", "condition", "SUT", "figure", "LoadGen verdict")
+    cells = [(r.part, r.condition, r.sut, r.figure, _clip(r.verdict, 100)) for r in [header, *rows]]
+    cols = list(zip(*cells, strict=True))
+    widths = [max(len(c) for c in col) for col in cols[:-1]]
+    return [
+        "  ".join(c.ljust(w) for c, w in zip(line, widths, strict=False)) + "  " + line[-1]
+        for line in zip(*cols, strict=True)
+    ]
+
+
+def _clip(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 3] + "..."
+
+
+def targets(bench: Bench) -> list[str]:
+    out = []
+    lat0 = min(bench.args.latencies_ms, default=0.0)
+    py, na = bench.offline_sps.get((lat0, "python")), bench.offline_sps.get((lat0, "native"))
+    ceiling = "not measured" if py is None or na is None else f"{na / py:.2f}x: {'met' if na >= 5 * py else 'NOT met'}"
+    out.append(f"native Offline ceiling >= 5x Python's (fake {lat0:g} ms, VALID runs): {ceiling}")
+    holds = sorted(h for h, k in bench.issue_p99 if k == "native")
+    if not holds or holds[0] != 0 or len(holds) < 2:
+        out.append("native issue-delay p99 unchanged by gil_hold_ms: not measured")
+    else:
+        base = bench.issue_p99[(0, "native")]
+        worst = max(bench.issue_p99[(h, "native")] for h in holds[1:])
+        met = "met" if worst <= base + UNCHANGED_MS else "NOT met"
+        out.append(
+            f"native issue-delay p99 unchanged (within {UNCHANGED_MS} ms of {base:.3f} ms): worst {worst:.3f} ms: {met}"
+        )
+    for kind in bench.args.kinds:
+        ratio = bench.raw_ratio.get(kind)
+        verdict = "not measured" if ratio is None else f"ratio {ratio:.4f}: {'met' if ratio >= 0.99 else 'NOT met'}"
+        out.append(f"{kind} SUT within 1% of the raw loop: {verdict}")
+    return out
+
+
+# 6. The command ------------------------------------------------------------------------------------------------
+def _floats(text: str) -> list[float]:
+    try:
+        values = [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        values = []
+    if not values or any(not np.isfinite(v) or v < 0 for v in values):
+        raise argparse.ArgumentTypeError(f"{text!r}: allowed: a comma-separated list of numbers >= 0 (ms)")
+    return values
+
+
+def _choices(allowed: Sequence[str]) -> Callable[[str], list[str]]:
+    def parse(text: str) -> list[str]:
+        values = [v.strip() for v in text.split(",") if v.strip()]
+        bad = [v for v in values if v not in allowed]
+        if not values or bad:
+            raise argparse.ArgumentTypeError(f"{text!r}: allowed: a comma-separated list of {', '.join(allowed)}")
+        return values
+
+    return parse
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m tools.sut_overhead", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    p.add_argument("--parts", type=_choices(PARTS), default=list(PARTS))
+    p.add_argument("--kinds", type=_choices(KINDS), default=list(KINDS), help="SUT kinds (default: both)")
+    p.add_argument("--latencies-ms", type=_floats, default=[0.0, 1.0], help="fake backend latency per batch")
+    p.add_argument("--gil-hold-ms", type=_floats, default=[0.0, 2.0, 10.0], help="issue-delay part: GIL held per batch")
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--max-wait-ms", type=float, default=1.0, help="Server: the batcher's max wait")
+    p.add_argument("--image-px", type=int, default=16, help="fake backend image height and width")
+    p.add_argument("--offline-duration-ms", type=int, default=2000)
+    p.add_argument("--offline-start-qps", type=float, default=2000.0, help="first offline_expected_qps")
+    p.add_argument("--server-duration-ms", type=int, default=2000)
+    p.add_argument("--server-min-queries", type=int, default=1000)
+    p.add_argument("--server-latency-ms", type=float, default=20.0, help="Server p99 latency target")
+    p.add_argument("--server-steps", type=int, default=5, help="Server runs per search")
+    p.add_argument("--server-start-qps", type=float, default=0.0, help="0: half the Offline figure (else 500)")
+    p.add_argument("--issue-qps", type=float, default=200.0)
+    p.add_argument("--issue-latency-ms", type=float, default=1.0)
+    p.add_argument("--issue-duration-ms", type=int, default=3000)
+    p.add_argument("--raw-model", default="tiny")
+    p.add_argument("--raw-samples", type=int, default=64)
+    p.add_argument("--raw-rounds", type=int, default=2)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)  # a bad flag: argparse's one error line and exit code 2
+    positive = ["batch_size", "image_px", "offline_duration_ms", "offline_start_qps", "server_duration_ms"]
+    positive += ["server_min_queries", "server_steps", "issue_qps", "issue_duration_ms", "raw_samples", "raw_rounds"]
+    for name in positive:
+        if not getattr(args, name) > 0:
+            print(f"error: --{name.replace('_', '-')} must be > 0, got {getattr(args, name)}", file=sys.stderr)
+            return 2
+    for name in ("max_wait_ms", "issue_latency_ms", "server_latency_ms", "server_start_qps"):
+        if not (np.isfinite(getattr(args, name)) and getattr(args, name) >= 0):
+            print(f"error: --{name.replace('_', '-')} must be >= 0, got {getattr(args, name)}", file=sys.stderr)
+            return 2
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    makers, missing = sut_makers(args.kinds)
+    load_before = os.getloadavg()
+    start = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="sut-overhead-") as tmp:
+        bench = Bench(args, makers, missing, Path(tmp))
+        try:
+            if makers:
+                for part in PARTS:
+                    if part in args.parts:
+                        getattr(bench, part.replace("-", "_"))()
+        except HarnessError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+    load_after = os.getloadavg()
+    print("conditions:")
+    for line in conditions(args, makers, missing):
+        print(f"  {line}")
+    print(f"  load average (1/5/15 min): before {_load(load_before)}, after {_load(load_after)}; "
+          f"wall {time.perf_counter() - start:.0f} s, {bench._runs} fake-backend LoadGen runs")  # fmt: skip
+    print()
+    for line in table(bench.rows):
+        print(line)
+    print()
+    print("targets:")
+    for line in targets(bench):
+        print(f"  {line}")
+    return 0
+
+
+def _load(values: tuple[float, float, float]) -> str:
+    return "/".join(f"{v:.2f}" for v in values)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
