@@ -27,7 +27,7 @@ import json
 import logging
 import math
 import os
-from collections.abc import Generator, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from io import BufferedIOBase
 from pathlib import Path
@@ -92,6 +92,7 @@ class AccuracyLogReader:
         self.entry_limit_chars = max(MIN_ENTRY_LIMIT_CHARS, 4 * self.image_bytes + 4096)
         self.decoder = self._choose_decoder(decoder if decoder is not None else os.environ.get(DECODER_ENV, "auto"))
         self.stats = LogStats()
+        self._ascii_so_far = True
 
     @staticmethod
     def _choose_decoder(wanted: str) -> str:
@@ -106,43 +107,66 @@ class AccuracyLogReader:
         return AccuracyError(f"accuracy log {str(self.path)!r}: {message}")
 
     def __iter__(self) -> Iterator[LogSample]:
-        digests: dict[int, bytes] = {}  # qsl_idx -> digest of the first entry's bytes
-        for sample in self.every_sample():
-            digest = hashlib.blake2b(sample.image.data, digest_size=16).digest()
-            first = digests.get(sample.qsl_idx)
-            if first is not None:
-                self.stats.duplicates += 1
-                if first != digest and sample.qsl_idx not in self.stats.differing_duplicates:
-                    self.stats.differing_duplicates.append(sample.qsl_idx)
-                    log.warning(
-                        "accuracy log: qsl_idx %d appears again with different image bytes; "
-                        "scoring the first, as the MLPerf scorer does",
-                        sample.qsl_idx,
-                    )
+        # qsl_idx -> where its first entry is (byte offset), so that a duplicate is compared with the first
+        # entry's bytes read again: exact, and nothing to compute for the (usual) log without duplicates.
+        # Where the offset is not a byte offset (the Python parser counts characters, and the log had
+        # non-ASCII text before), a digest of the first entry's bytes instead.
+        firsts: dict[int, int | bytes] = {}
+        for offset, exact, sample in self._samples():
+            first = firsts.get(sample.qsl_idx)
+            if first is None:
+                firsts[sample.qsl_idx] = offset if exact else _digest(sample.image)
+                self.stats.unique += 1
+                yield sample
                 continue
-            digests[sample.qsl_idx] = digest
-            self.stats.unique += 1
-            yield sample
+            self.stats.duplicates += 1
+            if sample.qsl_idx in self.stats.differing_duplicates:
+                continue
+            same = (
+                self._image_at(first) == sample.image.tobytes()
+                if isinstance(first, int)
+                else first == _digest(sample.image)
+            )
+            if not same:
+                self.stats.differing_duplicates.append(sample.qsl_idx)
+                log.warning(
+                    "accuracy log: qsl_idx %d appears again with different image bytes; "
+                    "scoring the first, as the MLPerf scorer does",
+                    sample.qsl_idx,
+                )
 
     def every_sample(self) -> Iterator[LogSample]:
         """Every entry in file order, duplicates included (what TEST01 counts); raises on an empty log."""
+        for _, _, sample in self._samples():
+            yield sample
+
+    def _samples(self) -> Iterator[tuple[int, bool, LogSample]]:
+        """(offset, whether it is a byte offset, sample) per entry; raises on an empty log."""
         self.stats = LogStats(decoder=self.decoder)
         if not self.path.is_file():
             raise self._fail("file not found")
         self.stats.size_bytes = self.path.stat().st_size
         shape = (self.height, self.width, 3)
-        for _, qsl_idx, data in self._raw_entries():
-            yield LogSample(qsl_idx, data.reshape(shape))
+        for offset, exact, qsl_idx, data in self._raw_entries():
+            yield offset, exact, LogSample(qsl_idx, data.reshape(shape))
         if self.stats.entries == 0:
             raise self._fail("has no entries (an empty JSON array): LoadGen logged no responses")
 
-    def _raw_entries(self) -> Iterator[tuple[int, int, np.ndarray]]:
-        """(byte offset, qsl_idx, read-only uint8 bytes of the image) per entry, from either decoder."""
+    def _raw_entries(self) -> Iterator[tuple[int, bool, int, np.ndarray]]:
+        """(offset, whether it is a byte offset, qsl_idx, read-only uint8 image bytes) per entry."""
         sha = hashlib.sha256()
         with self.path.open("rb") as f:
             start, state, hashed = 0, "start", 0
             if self.decoder == "native":
-                handover = yield from self._native_entries(f, sha)
+                native = _native_log.decode(f, sha, self.image_bytes, self.chunk_bytes)
+                while True:
+                    try:
+                        offset, qsl_idx, data = next(native)
+                    except StopIteration as done:
+                        handover: _native_log.Handover | None = done.value
+                        break
+                    self.stats.entries += 1
+                    yield offset, True, qsl_idx, data
                 if handover is None:
                     self.stats.sha256 = sha.hexdigest()
                     return
@@ -151,19 +175,24 @@ class AccuracyLogReader:
                 log.info("accuracy log: the Python parser reads on from byte %d (%s)", start, handover.reason)
                 f.seek(start)
             for offset, entry in self._parse(f, sha, start, state, hashed):
-                yield offset, *self._check(offset, entry)
+                yield offset, self._ascii_so_far, *self._check(offset, entry)
 
-    def _native_entries(
-        self, f: BufferedIOBase, sha: Any
-    ) -> Generator[tuple[int, int, np.ndarray], None, _native_log.Handover | None]:
-        entries = _native_log.decode(f, sha, self.image_bytes, self.chunk_bytes)
-        while True:
-            try:
-                item = next(entries)
-            except StopIteration as done:
-                return done.value
-            self.stats.entries += 1
-            yield item
+    def _image_at(self, offset: int) -> bytes:
+        """The image bytes of the (valid) entry at byte `offset`, read again."""
+        decoder, text = json.JSONDecoder(), ""
+        utf8 = codecs.getincrementaldecoder("utf-8")()
+        with self.path.open("rb") as f:
+            f.seek(offset)
+            while True:
+                chunk = f.read(max(self.chunk_bytes, 2 * self.image_bytes + 256))
+                text += utf8.decode(chunk, final=not chunk)
+                try:
+                    entry, _ = decoder.raw_decode(text)
+                    break
+                except json.JSONDecodeError:
+                    if not chunk:
+                        raise self._fail(f"changed while it was read (the entry at byte {offset})") from None
+        return bytes.fromhex(entry["data"]) if isinstance(entry, dict) and isinstance(entry.get("data"), str) else b""
 
     # Parsing (the Python decoder) -----------------------------------------------------------------
     def _entries(self) -> Iterator[tuple[int, dict[str, object]]]:
@@ -181,6 +210,7 @@ class AccuracyLogReader:
         utf8 = codecs.getincrementaldecoder("utf-8")()
         buf, pos, consumed, eof = "", 0, start, False  # consumed: characters dropped before buf[0]
         read_to = start  # the file offset of the next read
+        self._ascii_so_far = True  # offsets are byte offsets while the text read is ASCII
 
         def more(min_chars: int) -> bool:
             """Append at least `min_chars` characters (or the rest of the file) to buf."""
@@ -199,6 +229,7 @@ class AccuracyLogReader:
                 if read_to + len(chunk) > hashed_until:
                     sha.update(memoryview(chunk)[max(0, hashed_until - read_to) :])
                 read_to += len(chunk)
+                self._ascii_so_far = self._ascii_so_far and chunk.isascii()
                 buf += utf8.decode(chunk)
                 want -= len(chunk)
             return True
@@ -290,6 +321,10 @@ class AccuracyLogReader:
         """One entry of _entries() as a sample (harness/mlperf/compliance.py reads every entry this way)."""
         idx, data = self._check(offset, entry)
         return LogSample(idx, data.reshape(self.height, self.width, 3))
+
+
+def _digest(image: np.ndarray) -> bytes:
+    return hashlib.blake2b(image.data, digest_size=16).digest()
 
 
 def log_sha256(path: str | Path) -> str:

@@ -27,7 +27,7 @@ NATIVE = native_module()
 if NATIVE.module is None:
     if os.environ.get("T2I_HARNESS_REQUIRE_NATIVE") == "1":
         raise RuntimeError(f"T2I_HARNESS_REQUIRE_NATIVE=1 but {NATIVE.reason}")
-    pytest.skip(f"the native decoder is not built: {NATIVE.reason}", allow_module_level=True)
+    pytest.skip(NATIVE.reason, allow_module_level=True)
 
 
 @dataclass
@@ -123,6 +123,17 @@ def test_duplicates_are_counted_and_compared_the_same(tmp_path: Path) -> None:
     write_accuracy_log(path, [(1, _image(1)), (0, _image(0)), (1, _image(1)), (1, _image(9)), (0, _image(0))])
     native = _both(path)
     assert native.stats[:4] == (5, 2, 3, [1])
+
+
+def test_duplicates_after_non_ascii_text_are_compared_too(tmp_path: Path) -> None:
+    """After non-ASCII text the Python parser's offsets count characters: the first entry's digest is kept."""
+    entries = [(1, _image(1)), (0, _image(0)), (1, _image(1)), (1, _image(9))]
+    lines = [f'{{ "qsl_idx" : {i}, "data" : "{img.tobytes().hex()}" }}' for i, img in entries]
+    lines[0] = lines[0].replace(" }", ', "note" : "\u00e9 é" }')
+    path = tmp_path / "log.json"
+    path.write_text("[\n" + ",\n".join(lines) + "\n]\n", encoding="utf-8")
+    native = _both(path, chunk_bytes=9)
+    assert native.stats[:4] == (4, 2, 2, [1]) and native.python_from_byte == 2
 
 
 def test_entries_larger_than_the_chunks_and_the_default_chunk(tmp_path: Path) -> None:
