@@ -11,14 +11,13 @@ Order, lowest first:
 
 from __future__ import annotations
 
-import importlib.metadata
 import re
 from pathlib import Path
 from typing import Any
 
 from harness.config import RunConfig, check_value
 from harness.errors import ConfigError
-from harness.loadgen.module import lg
+from harness.loadgen.module import lg, loadgen_build
 from harness.mlperf import rules
 
 # The model name LoadGen sees when a model has no MLPerf definition: only the `*.` rules apply.
@@ -50,7 +49,7 @@ def setting_names() -> list[str]:
 
 
 def loadgen_version() -> str:
-    return importlib.metadata.version("mlcommons-loadgen")
+    return loadgen_build().version  # the wheel's version, or VERSION.txt of the source-built LoadGen
 
 
 def _apply(settings: lg.TestSettings, values: dict[str, Any], layer: str) -> None:

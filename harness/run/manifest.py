@@ -16,6 +16,7 @@ from typing import Any
 
 import harness
 from harness.config import PROJECT_ROOT
+from harness.loadgen.module import loadgen_build
 
 log = logging.getLogger(__name__)
 
@@ -209,7 +210,9 @@ def build_manifest(
         },
         "prompts": prompts,
         "latents": latents,
-        "loadgen": loadgen,
+        # Which LoadGen ran: the source build (its sdist hash or checkout) or the wheel, as harness.loadgen.module
+        # found it, with the git revision LoadGen logs about itself.
+        "loadgen": {**loadgen, "build": loadgen_build().to_dict()},
         "mlperf": round_record(config, loadgen.get("seeds")),
         "ran": asdict(what_ran(config, backend, model_path)),
     }

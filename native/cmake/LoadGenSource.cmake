@@ -6,12 +6,8 @@
 #   -DLOADGEN_VERSION=6.0.17                             an mlcommons-loadgen sdist from PyPI (the default),
 #                                                        hash-pinned in native/loadgen_versions.cmake
 
-include(${CMAKE_CURRENT_LIST_DIR}/../loadgen_versions.cmake)
-
-set(LOADGEN_VERSION "${HARNESS_LOADGEN_DEFAULT_VERSION}" CACHE STRING
-    "mlcommons-loadgen sdist version to build (one of: ${HARNESS_LOADGEN_KNOWN_VERSIONS})")
-set(LOADGEN_SOURCE_DIR "" CACHE PATH "a checkout's loadgen/ folder to build instead of an sdist")
-set(LOADGEN_CACHE_DIR "" CACHE PATH "where downloaded sdists are kept (default: the harness cache)")
+# LOADGEN_VERSION, LOADGEN_SOURCE_DIR and LOADGEN_CACHE_DIR are declared (and the version checked against
+# native/loadgen_versions.cmake) by the top-level CMakeLists.txt, before it looks for a compiler.
 
 set(HARNESS_LOADGEN_GENERATED_DIR "${CMAKE_BINARY_DIR}/loadgen-generated")
 file(MAKE_DIRECTORY "${HARNESS_LOADGEN_GENERATED_DIR}")
@@ -82,11 +78,6 @@ if(LOADGEN_SOURCE_DIR)
                "${HARNESS_LOADGEN_DIR}/VERSION.txt" "${HARNESS_LOADGEN_DIR}/mlperf.conf")
 else()
   # 2. A pinned sdist: downloaded once into the cache through pip (hash-checked), extracted into the build folder.
-  if(NOT DEFINED HARNESS_LOADGEN_SDIST_SHA256_${LOADGEN_VERSION})
-    string(REPLACE ";" ", " known "${HARNESS_LOADGEN_KNOWN_VERSIONS}")
-    message(FATAL_ERROR "LOADGEN_VERSION=${LOADGEN_VERSION} is not in native/loadgen_versions.cmake; known "
-                        "versions: ${known} (or build a checkout with -DLOADGEN_SOURCE_DIR=<inference>/loadgen)")
-  endif()
   set(sha256 "${HARNESS_LOADGEN_SDIST_SHA256_${LOADGEN_VERSION}}")
   set(name "mlcommons_loadgen-${LOADGEN_VERSION}")
   _harness_cache_dir(cache)
