@@ -1,5 +1,6 @@
 """tools/sut_overhead.py: its smallest configuration on the Python SUT prints conditions, figures and LoadGen's
-verdicts; the issue delay is read from a LoadGen trace against the SUT's enqueue times; bad flags exit 2."""
+verdicts; the issue delay (sut_overhead_trace.py) pairs a LoadGen trace with the SUT's enqueue times; bad flags
+exit 2."""
 
 from __future__ import annotations
 
@@ -8,9 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.loadgen.logs import DetailLog, Verdict
 from tools import sut_overhead
-from tools.sut_overhead import ClockPair, LoadGenRun, issue_delay
+from tools.sut_overhead_trace import ClockPair, issue_delay
 
 SMALLEST = [
     "--parts", "offline,server,issue-delay", "--kinds", "python", "--latencies-ms", "0", "--gil-hold-ms", "0,2",
@@ -26,16 +26,17 @@ def test_the_smallest_configuration_prints_conditions_figures_and_verdicts(capsy
     for needed in ("machine:", "cores usable", "GPU:", "LoadGen: ", "SUT kinds: python (measured)", "load average"):
         assert needed in conditions, needed
     assert "Offline >= 200 ms" in conditions
-    rows = table.splitlines()[1:]
-    parts = [re.split(r"\s{2,}", r.strip())[0] for r in rows]
+    cells = [re.split(r"\s{2,}", r.strip()) for r in table.splitlines()[1:]]
+    raw, rows = [c for c in cells if c[2] == "raw loop"], [c for c in cells if c[2] != "raw loop"]
+    assert len(raw) == 1 and raw[0][0] == "Offline samples/s" and raw[0][-1] == "-"  # no LoadGen: no verdict
+    parts = [c[0] for c in rows]
     assert parts.count("Offline samples/s") == 1 and parts.count("Server max VALID QPS") == 1
     for part in ("issue delay", "LoadGen's part", "SUT's part", "in IssueQuery"):
         assert parts.count(part) == 2, part  # one per GIL hold
     for row in rows:  # every figure has LoadGen's verdict on the run behind it
-        assert re.search(r"  (VALID|INVALID.*)$", row), row
-        assert " python " in row
-    offline = next(r for r in rows if r.startswith("Offline samples/s"))
-    assert float(re.search(r"python\s+([\d,]+)", offline)[1].replace(",", "")) > 0  # type: ignore[index]
+        assert row[2] == "python" and re.fullmatch(r"VALID|INVALID.*", row[-1]), row
+    offline = next(r for r in rows if r[0] == "Offline samples/s")
+    assert float(offline[3].replace(",", "")) > 0
     # the native SUT was not asked for here: the targets that need it say so rather than pass
     assert "native Offline ceiling >= 5x Python's (fake 0 ms, VALID runs): not measured" in targets
     assert "python SUT within 1% of the raw loop: not measured" in targets
@@ -61,19 +62,16 @@ def test_issue_delay_aligns_the_clocks_and_pairs_queries_in_order(tmp_path: Path
     trace = _trace(tmp_path / "t.json", "1000000001000000.000", [(1, 7, 2000.0, 3000), (0, 5, 1000.0, 1000)])
     # query 0 scheduled at origin + 1 ms, enqueued 0.25 ms later; query 1 at origin + 2 ms, enqueued 4 ms later
     enqueues = [(7, 10**9 + 2_000_000 + 4_000_000), (5, 10**9 + 1_000_000 + 250_000)]
-    run = LoadGenRun(DetailLog(), Verdict("VALID", ""), None, enqueues, clocks, trace)
-    d = issue_delay(run)
+    d = issue_delay(trace, enqueues, clocks)
     assert d.total_ms == pytest.approx((0.25, 4.0))
     assert d.loadgen_ms == pytest.approx((0.001, 0.003))
     assert d.sut_ms == pytest.approx((0.249, 3.997))
     assert d.in_issue_query_ms == pytest.approx((0.0025, 0.0025))
     assert d.alignment_us == pytest.approx(0.05)
 
-    swapped = LoadGenRun(
-        DetailLog(), Verdict("VALID", ""), None, [(5, enqueues[0][1]), (7, enqueues[1][1])], clocks, trace
-    )
+    swapped = [(5, enqueues[0][1]), (7, enqueues[1][1])]
     with pytest.raises(ValueError, match="do not pair by sample index"):
-        issue_delay(swapped)
+        issue_delay(trace, swapped, clocks)
 
 
 @pytest.mark.parametrize(

@@ -11,13 +11,9 @@ Parts:
 - server: the highest Server target QPS LoadGen calls VALID (its own verdict, from mlperf_log_detail.txt),
   a doubling-then-bisecting search of --server-steps runs.
 - issue-delay: Server at --issue-qps while the worker holds the GIL for each --gil-hold-ms per batch
-  (backend.gil_hold_ms). The delay is from LoadGen's scheduled time of each query to the SUT's enqueue time
-  of it. LoadGen's trace (profile.loadgen_trace) logs each sample as a "Sample" event whose ts is the
-  query's scheduled time, in microseconds after the trace origin; the origin is written as "otherData.ts",
-  PerfClock (std::chrono::high_resolution_clock, i.e. the system clock in libstdc++) in microseconds since
-  the epoch. Both SUTs stamp the enqueue with CLOCK_MONOTONIC (perf_counter_ns / steady_clock); the two
-  clocks are aligned by reading them back to back before and after the run (the bracket and the drift are
-  printed). The same trace gives the time LoadGen's issue thread spends inside the SUT's IssueQuery.
+  (backend.gil_hold_ms): from LoadGen's scheduled time of each query to the SUT's enqueue time of it, split
+  at the moment LoadGen calls the SUT's IssueQuery, and the time inside that call (LoadGen's trace against
+  the SUT's CLOCK_MONOTONIC stamps: tools/sut_overhead_trace.py says how the clocks are aligned).
 - raw: the tiny model (its own backend) at one batch size: the raw generate loop, then LoadGen Offline
   through each SUT, alternating, in one process with one loaded backend (tools/overhead.py's method).
 
@@ -27,10 +23,11 @@ A SUT kind that is not available here is reported as not measured, with the reas
 from __future__ import annotations
 
 import argparse
+import functools
+import importlib
 import logging
 import os
 import platform
-import re
 import shutil
 import statistics
 import sys
@@ -55,6 +52,7 @@ from harness.run.model import RunInputs, batch_policy, direct_batch, latent_shap
 from harness.sut.batcher import Batcher, BatchPolicy, QueuedQuery
 from harness.sut.python_sut import SystemUnderTest
 from harness.workers.in_process import InProcessWorker, Worker
+from tools.sut_overhead_trace import ClockPair, issue_delay
 
 PARTS = ("offline", "server", "issue-delay", "raw")
 KINDS = ("python", "native")
@@ -67,8 +65,26 @@ UNCHANGED_MS = 0.1
 EnqueueLog = list[tuple[int, int]]  # (sample index, enqueue CLOCK_MONOTONIC ns), noted when a worker pulls it
 
 
+SutMaker = Callable[[QuerySampleLibrary, BatchPolicy, Sequence[Worker], EnqueueLog], Any]
+
+
+def _note_enqueues(sut: Any, log: EnqueueLog) -> Any:
+    """Note each query's (sample index, enqueue ns) as a worker pulls its batch, through the worker-side hooks
+    both SUTs share (`_next_batch`, `_batch_indices`, `_batch_enqueued_ns`): off LoadGen's issue thread."""
+    pull = sut._next_batch
+
+    def next_batch() -> Any:
+        batch = pull()
+        if batch is not None:
+            log.extend(zip(sut._batch_indices(batch), sut._batch_enqueued_ns(batch), strict=True))
+        return batch
+
+    setattr(sut, "_next_batch", next_batch)  # noqa: B010 (an instance attribute over the method, this run only)
+    return sut
+
+
 class _NotingBatcher(Batcher):
-    """The Python SUT's batcher, noting each query's enqueue time as the worker pulls it (off the issue path)."""
+    """Before the SUTs shared those hooks: the Python SUT's batcher, noting as the worker pulls a batch."""
 
     def __init__(self, policy: BatchPolicy, log: EnqueueLog) -> None:
         super().__init__(policy)
@@ -81,47 +97,44 @@ class _NotingBatcher(Batcher):
         return batch
 
 
-SutMaker = Callable[[QuerySampleLibrary, BatchPolicy, Sequence[Worker], EnqueueLog], Any]
-
-
-def _python_sut(qsl: QuerySampleLibrary, policy: BatchPolicy, workers: Sequence[Worker], log: EnqueueLog) -> Any:
-    return SystemUnderTest(qsl, _NotingBatcher(policy, log), workers)
+def _chosen_sut(
+    make_sut: Callable[..., Any],
+    picked: Any,
+    qsl: QuerySampleLibrary,
+    policy: BatchPolicy,
+    workers: Sequence[Worker],
+    log: EnqueueLog,
+) -> Any:
+    return _note_enqueues(make_sut(picked, qsl, policy, workers), log)
 
 
 def sut_makers(kinds: Sequence[str]) -> tuple[dict[str, SutMaker], dict[str, str]]:
-    """The SUTs this machine can run, and for the others why not."""
+    """The SUTs this process can run (harness/sut/choice.py decides, as for a run), and for the others why not."""
+    try:
+        choice: Any = importlib.import_module("harness.sut.choice")
+    except ImportError:
+        choice = None
     makers: dict[str, SutMaker] = {}
     missing: dict[str, str] = {}
     for kind in kinds:
-        if kind == "python":
-            makers[kind] = _python_sut
-        else:
-            missing[kind] = "the native SUT is not part of this checkout (harness/sut/native_sut.py)"
+        if choice is None:
+            if kind == "python":
+                makers[kind] = lambda qsl, policy, workers, log: SystemUnderTest(
+                    qsl, _NotingBatcher(policy, log), workers
+                )
+            else:
+                missing[kind] = "the native SUT is not part of this checkout (harness/sut/choice.py)"
+            continue
+        core, reason = choice.native_core()
+        if kind == "native" and core is None:
+            missing[kind] = reason
+            continue
+        picked = choice.SutChoice(kind, kind, reason if kind == "native" else "sut.kind=python")
+        makers[kind] = functools.partial(_chosen_sut, choice.make_sut, picked)
     return makers, missing
 
 
 # 2. One LoadGen run ------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class ClockPair:
-    """CLOCK_REALTIME minus CLOCK_MONOTONIC, read back to back; `bracket_ns` is the read's own width."""
-
-    offset_ns: int
-    bracket_ns: int
-    mono_ns: int
-
-    @classmethod
-    def read(cls) -> ClockPair:
-        best: tuple[int, int, int] | None = None
-        for _ in range(20):
-            a = time.perf_counter_ns()
-            wall = time.time_ns()
-            b = time.perf_counter_ns()
-            if best is None or b - a < best[1]:
-                best = (wall - (a + b) // 2, b - a, (a + b) // 2)
-        assert best is not None
-        return cls(*best)
-
-
 @dataclass
 class LoadGenRun:
     detail: DetailLog
@@ -147,78 +160,11 @@ def run_loadgen(cfg: RunConfig, inputs: RunInputs, backend: Backend, make: SutMa
     return LoadGenRun(detail, detail.verdict(), sps, enqueues, (before, after), trace if trace.is_file() else None)
 
 
-# 3. The issue delay from LoadGen's trace ---------------------------------------------------------------------
-@dataclass(frozen=True)
-class IssueDelay:
-    """Per query, in ms: the whole delay and its two parts, split at LoadGen's issued_start_time (taken just
-    before it calls the SUT's IssueQuery; the Sample event's issue_start_ns); and LoadGen's "IssueQuery"
-    trace events, the whole IssueQuery call."""
-
-    total_ms: tuple[float, ...]  # scheduled -> SUT enqueue
-    loadgen_ms: tuple[float, ...]  # scheduled -> LoadGen starts the issue (its own wake-up and bookkeeping)
-    sut_ms: tuple[float, ...]  # issue start -> SUT enqueue (the Python SUT takes the GIL here)
-    in_issue_query_ms: tuple[float, ...]
-    alignment_us: float  # the clock reads' half bracket plus the offset's drift over the run
-
-
-_SAMPLE = re.compile(
-    r'"ts":([0-9.]+),"args":\{"sample_seq":\d+,"query_seq":(\d+),"sample_idx":(\d+),"issue_start_ns":(\d+)'
-)
-
-
-def issue_delay(run: LoadGenRun) -> IssueDelay:
-    """Pair the k-th scheduled query (query_seq k) with the k-th enqueue; refuse when the sample indices differ."""
-    if run.trace is None or run.clocks is None:
-        raise ValueError("no LoadGen trace (profile.loadgen_trace) for this run")
-    origin_ns: int | None = None
-    scheduled: list[tuple[int, int, int, int]] = []  # (query_seq, sample_idx, scheduled ns after origin, issue ns)
-    in_call: list[float] = []
-    with run.trace.open(encoding="utf-8", errors="replace") as f:
-        for line in f:  # line by line: LoadGen's trace is not valid JSON (its LogDetail args double their quotes)
-            if line.startswith('{"name":"Sample"') and '"ph":"b"' in line:
-                m = _SAMPLE.search(line)
-                if m:
-                    scheduled.append((int(m[2]), int(m[3]), _us_to_ns(m[1]), int(m[4])))
-            elif line.startswith('{"name":"IssueQuery"'):
-                dur = re.search(r'"dur":([0-9.]+)', line)
-                if dur:
-                    in_call.append(float(dur[1]) / 1e3)
-            elif line.startswith('"ts":'):  # the footer's otherData.ts: the origin, us since the epoch
-                origin_ns = _us_to_ns(line[5:].strip().rstrip(","))
-    if origin_ns is None:
-        raise ValueError(f"{run.trace} has no otherData.ts (the trace origin)")
-    enqueues = sorted(run.enqueues, key=lambda e: e[1])  # one issue thread: enqueue order is issue order
-    scheduled.sort()
-    if len(scheduled) != len(enqueues) or any(s[1] != e[0] for s, e in zip(scheduled, enqueues, strict=False)):
-        raise ValueError(f"{len(scheduled)} traced samples and {len(enqueues)} enqueues do not pair by sample index")
-    before, after = run.clocks
-    span = max(after.mono_ns - before.mono_ns, 1)
-
-    def to_wall(mono_ns: int) -> int:  # the offset interpolated over the run; integers (1e18 ns is past float's ns)
-        return mono_ns + before.offset_ns + (after.offset_ns - before.offset_ns) * (mono_ns - before.mono_ns) // span
-
-    total = [(to_wall(e[1]) - origin_ns - s[2]) / 1e6 for s, e in zip(scheduled, enqueues, strict=True)]
-    loadgen = [s[3] / 1e6 for s in scheduled]
-    alignment_ns = max(before.bracket_ns, after.bracket_ns) / 2 + abs(after.offset_ns - before.offset_ns)
-    return IssueDelay(
-        tuple(total),
-        tuple(loadgen),
-        tuple(t - g for t, g in zip(total, loadgen, strict=True)),
-        tuple(in_call),
-        alignment_ns / 1e3,
-    )
-
-
-def _us_to_ns(text: str) -> int:
-    whole, _, frac = text.partition(".")
-    return int(whole) * 1000 + int((frac + "000")[:3])
-
-
 def pct(values: Sequence[float], q: float) -> float:
     return float(np.percentile(np.asarray(values), q))
 
 
-# 4. The parts ------------------------------------------------------------------------------------------------
+# 3. The parts ------------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Row:
     part: str
@@ -236,7 +182,8 @@ class Bench:
     work: Path
     rows: list[Row] = field(default_factory=list)
     offline_sps: dict[tuple[float, str], float] = field(default_factory=dict)  # (latency, kind) -> VALID figure
-    issue_p99: dict[tuple[float, str], float] = field(default_factory=dict)  # (gil hold, kind) -> p99 ms
+    # (gil hold, kind) -> p99 ms of the whole issue delay and of the SUT's part of it
+    issue_p99: dict[tuple[float, str], tuple[float, float]] = field(default_factory=dict)
     raw_ratio: dict[str, float] = field(default_factory=dict)
     _inputs: RunInputs | None = None
     _runs: int = 0
@@ -279,6 +226,7 @@ class Bench:
         a = self.args
         for latency in a.latencies_ms:
             cond = f"fake {latency:g} ms/batch, batch {a.batch_size}"
+            self.rows.append(Row("Offline samples/s", cond, "raw loop", self.fake_raw_loop(latency), "-"))
             for kind in a.kinds:
                 if kind not in self.makers:
                     self.not_measured("Offline samples/s", cond, kind)
@@ -299,6 +247,19 @@ class Bench:
                 self.rows.append(Row("Offline samples/s", cond, kind, figure, r.verdict.label()))
                 if r.verdict.valid and r.samples_per_s:
                     self.offline_sps[(latency, kind)] = r.samples_per_s
+
+    def fake_raw_loop(self, latency: float) -> str:
+        """The fake backend's own generate loop, no LoadGen and no SUT: the ceiling of any SUT's figure."""
+        cfg = self.fake_config("Offline", [f"backend.latency_ms={latency}"])
+        inputs, b = self.inputs(cfg), self.args.batch_size
+        batches = [direct_batch(inputs.prompts, inputs.latents, [(i + j) % inputs.qsl.total_count for j in range(b)])
+                   for i in range(0, inputs.qsl.total_count, b)]  # fmt: skip
+        backend = make_backend(cfg, inputs.spec)
+        done, start = 0, time.perf_counter()
+        while time.perf_counter() - start < self.args.offline_duration_ms / 1e3:
+            backend.generate(batches[done // b % len(batches)])
+            done += b
+        return f"{done / (time.perf_counter() - start):,.0f} (the backend's generate alone)"
 
     # server ----------------------------------------------------------------------------------------------
     def server(self) -> None:
@@ -329,12 +290,12 @@ class Bench:
                     else:
                         invalid = (q, verdict) if invalid is None or q < invalid[0] else invalid
                         q = q / 2 if valid is None else (q + valid[0]) / 2
-                bracket = f" (INVALID at {invalid[0]:,.4g})" if invalid else " (none INVALID up to it)"
+                bracket = f" (INVALID at {invalid[0]:,.0f})" if invalid else " (none INVALID up to it)"
                 if valid is not None:
-                    self.rows.append(Row("Server max VALID QPS", cond, kind, f"{valid[0]:,.4g}{bracket}", "VALID"))
+                    self.rows.append(Row("Server max VALID QPS", cond, kind, f"{valid[0]:,.0f}{bracket}", "VALID"))
                 else:
                     assert invalid is not None
-                    lowest = f"none VALID; lowest tried {invalid[0]:,.4g}"
+                    lowest = f"none VALID; lowest tried {invalid[0]:,.0f}"
                     self.rows.append(Row("Server max VALID QPS", cond, kind, lowest, invalid[1].label()))
 
     # issue delay -----------------------------------------------------------------------------------------
@@ -350,7 +311,7 @@ class Bench:
                     f"backend.latency_ms={a.issue_latency_ms}",
                     f"backend.gil_hold_ms={hold}",
                     f"loadgen.server_target_qps={a.issue_qps}",
-                    f"loadgen.server_target_latency_ns={int(a.server_latency_ms * 1e6)}",
+                    f"loadgen.server_target_latency_ns={int(a.issue_target_latency_ms * 1e6)}",
                     "loadgen.server_target_latency_percentile=0.99",
                     f"loadgen.min_duration_ms={a.issue_duration_ms}",
                     "loadgen.min_query_count=1",
@@ -358,11 +319,13 @@ class Bench:
                 ]
                 r = self.run(self.fake_config("Server", sets), kind)
                 try:
-                    d = issue_delay(r)
+                    if r.trace is None or r.clocks is None:
+                        raise ValueError("no LoadGen trace (profile.loadgen_trace) for this run")
+                    d = issue_delay(r.trace, r.enqueues, r.clocks)
                 except ValueError as exc:
                     self.rows.append(Row("issue delay", cond, kind, f"not measurable: {exc}", r.verdict.label()))
                     continue
-                self.issue_p99[(hold, kind)] = pct(d.total_ms, 99)
+                self.issue_p99[(hold, kind)] = (pct(d.total_ms, 99), pct(d.sut_ms, 99))
                 parts = [
                     ("issue delay", d.total_ms, f" over {len(d.total_ms)} (clocks +-{d.alignment_us:.1f} us)"),
                     ("  LoadGen's part", d.loadgen_ms, " (scheduled -> IssueQuery called)"),
@@ -428,7 +391,7 @@ def _spread(values: Sequence[float]) -> str:
     return f"min {min(values):.3f}, max {max(values):.3f}"
 
 
-# 5. Conditions, table, targets ---------------------------------------------------------------------------------
+# 4. Conditions, table, targets ---------------------------------------------------------------------------------
 def conditions(args: argparse.Namespace, makers: dict[str, SutMaker], missing: dict[str, str]) -> list[str]:
     cpu = "unknown CPU"
     try:
@@ -477,15 +440,15 @@ def targets(bench: Bench) -> list[str]:
     ceiling = "not measured" if py is None or na is None else f"{na / py:.2f}x: {'met' if na >= 5 * py else 'NOT met'}"
     out.append(f"native Offline ceiling >= 5x Python's (fake {lat0:g} ms, VALID runs): {ceiling}")
     holds = sorted(h for h, k in bench.issue_p99 if k == "native")
-    if not holds or holds[0] != 0 or len(holds) < 2:
-        out.append("native issue-delay p99 unchanged by gil_hold_ms: not measured")
-    else:
-        base = bench.issue_p99[(0, "native")]
-        worst = max(bench.issue_p99[(h, "native")] for h in holds[1:])
+    for i, what in enumerate(("issue-delay p99", "issue-delay p99, SUT's part")):
+        if not holds or holds[0] != 0 or len(holds) < 2:
+            out.append(f"native {what} unchanged by gil_hold_ms: not measured")
+            continue
+        base = bench.issue_p99[(0, "native")][i]
+        held = ", ".join(f"{bench.issue_p99[(h, 'native')][i]:.3f} at {h:g} ms" for h in holds[1:])
+        worst = max(bench.issue_p99[(h, "native")][i] for h in holds[1:])
         met = "met" if worst <= base + UNCHANGED_MS else "NOT met"
-        out.append(
-            f"native issue-delay p99 unchanged (within {UNCHANGED_MS} ms of {base:.3f} ms): worst {worst:.3f} ms: {met}"
-        )
+        out.append(f"native {what} unchanged (within {UNCHANGED_MS} ms of {base:.3f} ms at 0 ms): {held}: {met}")
     for kind in bench.args.kinds:
         ratio = bench.raw_ratio.get(kind)
         verdict = "not measured" if ratio is None else f"ratio {ratio:.4f}: {'met' if ratio >= 0.99 else 'NOT met'}"
@@ -493,7 +456,7 @@ def targets(bench: Bench) -> list[str]:
     return out
 
 
-# 6. The command ------------------------------------------------------------------------------------------------
+# 5. The command ------------------------------------------------------------------------------------------------
 def _floats(text: str) -> list[float]:
     try:
         values = [float(v) for v in text.split(",") if v.strip()]
@@ -535,6 +498,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--issue-qps", type=float, default=200.0)
     p.add_argument("--issue-latency-ms", type=float, default=1.0)
     p.add_argument("--issue-duration-ms", type=int, default=3000)
+    p.add_argument("--issue-target-latency-ms", type=float, default=100.0, help="issue-delay runs: p99 target")
     p.add_argument("--raw-model", default="tiny")
     p.add_argument("--raw-samples", type=int, default=64)
     p.add_argument("--raw-rounds", type=int, default=2)
@@ -549,7 +513,7 @@ def main(argv: list[str] | None = None) -> int:
         if not getattr(args, name) > 0:
             print(f"error: --{name.replace('_', '-')} must be > 0, got {getattr(args, name)}", file=sys.stderr)
             return 2
-    for name in ("max_wait_ms", "issue_latency_ms", "server_latency_ms", "server_start_qps"):
+    for name in ("max_wait_ms", "issue_latency_ms", "server_latency_ms", "server_start_qps", "issue_target_latency_ms"):
         if not (np.isfinite(getattr(args, name)) and getattr(args, name) >= 0):
             print(f"error: --{name.replace('_', '-')} must be >= 0, got {getattr(args, name)}", file=sys.stderr)
             return 2
