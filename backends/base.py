@@ -170,6 +170,7 @@ class EndpointStats:
     requests: int
     status_counts: dict[str, int]
     retries: int
+    max_in_flight: int  # the most requests this client had open at once
     splits_ns: dict[str, tuple[int, ...]]
     first_image_s: float | None  # from load() (the first contact) to the first decoded image
     first_request_s: float | None  # the first request's client-side latency (a cold server's first image)

@@ -105,6 +105,8 @@ class HttpBackend:
         self._status_counts: Counter[str] = Counter()
         self._requests = 0
         self._retries = 0
+        self._in_flight = 0
+        self._max_in_flight = 0
         self._splits: dict[str, list[int]] = {part: [] for part in ("e2e", *SPLIT_PARTS)}
         self._load_start_ns: int | None = None
         self._first_image_s: float | None = None
@@ -187,6 +189,7 @@ class HttpBackend:
                 requests=self._requests,
                 status_counts=dict(self._status_counts),
                 retries=self._retries,
+                max_in_flight=self._max_in_flight,
                 splits_ns={part: tuple(v) for part, v in self._splits.items()},
                 first_image_s=self._first_image_s,
                 first_request_s=self._first_request_s,
@@ -312,6 +315,8 @@ class HttpBackend:
                 with self._lock:
                     self._retries += 1
                 await asyncio.sleep(min(0.05 * 2**attempt, 1.0))  # a short back-off before the next attempt
+            self._in_flight += 1  # only this loop's thread touches it
+            self._max_in_flight = max(self._max_in_flight, self._in_flight)
             try:
                 response = await self._client.post(url, json=body)
             except httpx.TimeoutException:
@@ -322,6 +327,8 @@ class HttpBackend:
                 self._count("connection_error")
                 last = f"connection failed ({type(exc).__name__}: {exc or 'closed'})"
                 continue
+            finally:
+                self._in_flight -= 1
             received_ns = time.perf_counter_ns()
             self._count(str(response.status_code))
             if response.status_code == 200:

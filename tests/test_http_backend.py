@@ -59,11 +59,16 @@ def serving(app: Any) -> Iterator[str]:
 
 
 def protocol_app(
-    *, status: int = 200, delay_s: float = 0.0, health: dict[str, Any] | None = None, key: str = ""
+    *,
+    status: int = 200,
+    ok_first: int = 0,
+    delay_s: float = 0.0,
+    health: dict[str, Any] | None = None,
+    key: str = "",
 ) -> tuple[Starlette, list[dict[str, Any]]]:
     """The serve protocol with the fake backend's images (a function of sample_index); `status` other than
-    200 answers every generation with that error, `delay_s` answers late. Returns the app and the list of
-    request bodies it received."""
+    200 answers every generation but the first `ok_first` with that error, `delay_s` answers late. Returns
+    the app and the list of request bodies it received."""
     received: list[dict[str, Any]] = []
 
     async def health_route(request: Request) -> Response:
@@ -76,7 +81,7 @@ def protocol_app(
         received.append(body)
         if delay_s:
             await asyncio.sleep(delay_s)
-        if status != 200:
+        if status != 200 and len(received) > ok_first:
             return JSONResponse({"error": {"message": "injected", "type": "server", "param": None}}, status)
         image = FakeBackend.image_for(int(body.get("sample_index", 0)), H, W)
         timing = {"Server-Timing": "queue;dur=1.5, generate;dur=2.25, encode;dur=0.5"}
@@ -246,3 +251,199 @@ def test_an_unreachable_url_is_named() -> None:
     url = f"http://127.0.0.1:{free_port()}"
     with pytest.raises(BackendError, match=f"cannot reach the service at {url}"):
         loaded(url)
+
+
+# -- runs through the CLI ---------------------------------------------------------------------------
+
+
+def test_an_unreachable_url_ends_the_run_with_exit_2_before_loadgen(run_cli_in_process: Any) -> None:
+    url = f"http://127.0.0.1:{free_port()}"
+    result = run_cli_in_process("--backend", "http", "--scenario", "Offline", "--set", f"backend.url={url}")
+    assert result.returncode == 2, result.stderr
+    assert f"cannot reach the service at {url}" in result.stderr
+    assert result.run_dir is None or not (result.run_dir / "mlperf_log_detail.txt").exists()
+
+
+# -- against a real `python -m harness serve` (slow) ----------------------------------------------
+
+
+def http_run(run_cli: Any, url: str, *args: str, timeout: float = 240) -> Any:
+    return run_cli("--backend", "http", "--set", f"backend.url={url}", *args, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def fake_server(harness_cache: Any) -> Iterator[str]:
+    """serve with the fake backend (the model does not matter), 50 ms per batch, batches up to 8: at most
+    160 images/s, so that an Offline run of 220 samples lasts LoadGen's 1 s minimum."""
+    from tests.serve_fixture import running_server
+
+    args = ["--backend", "fake", "--set", "backend.latency_ms=50", "--set", "sut.max_wait_ms=10"]
+    with running_server(args) as url:
+        yield url
+
+
+def serve_metric(url: str, name: str) -> dict[tuple[str, str | None], float]:
+    import httpx
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = httpx.get(f"{url}/metrics").text
+    (family,) = [f for f in text_string_to_metric_families(text) if f.name == name]
+    return {(s.name, s.labels.get("le")): s.value for s in family.samples}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("scenario", ["SingleStream", "Offline", "Server"])
+def test_every_scenario_runs_through_serve(run_cli: Any, fake_server: str, scenario: str) -> None:
+    short = ("--set", "loadgen.min_duration_ms=1000", "--set", "backend.concurrency=8")
+    result = http_run(run_cli, fake_server, "--scenario", scenario, *short)
+    assert result.returncode == 0, result.stderr
+    summary = result.summary()
+    assert summary["status"] == "ok" and summary["loadgen"]["result_validity"] == "VALID", summary["loadgen"]
+    endpoint = summary["endpoint"]
+    assert endpoint["errors"] == 0 and endpoint["responses_by_status"] == {"200": endpoint["requests"]}
+    assert endpoint["samples"] >= summary["samples_completed"]  # + the one warm image after the run
+    split = endpoint["latency_split_ms"]
+    assert split["server_generate"]["p50"] >= 50.0  # the fake backend's 50 ms, as Server-Timing reported it
+    parts = sum(split[p]["mean"] for p in ("server_queue", "server_generate", "server_encode", "client_decode"))
+    assert parts + split["client_other"]["mean"] == pytest.approx(split["e2e"]["mean"], rel=0.01)
+    workers = {w["name"] for w in summary["workers"]}
+    assert len(workers) > 1 or scenario == "SingleStream"  # the 8 workers share the backend
+
+
+@pytest.mark.slow
+def test_64_requests_in_flight_and_server_side_batches(run_cli: Any, harness_cache: Any) -> None:
+    """Server scenario, one sample per request, 64 workers on one client; the server batches them."""
+    from tests.serve_fixture import running_server
+
+    serve = ["--backend", "fake", "--set", "backend.latency_ms=300", "--set", "sut.max_batch_size=64"]
+    with running_server([*serve, "--set", "sut.max_wait_ms=50", "--set", "serve.max_n=1"]) as url:
+        result = http_run(
+            run_cli,
+            url,
+            "--scenario",
+            "Server",
+            "--set",
+            "backend.concurrency=64",
+            "--set",
+            "sut.max_batch_size=1",
+            "--set",
+            "loadgen.server_target_qps=150",
+            "--set",
+            "loadgen.min_query_count=600",
+        )
+        batches = serve_metric(url, "harness_serve_batch_size")
+    assert result.returncode == 0, result.stderr
+    endpoint = result.summary()["endpoint"]
+    assert endpoint["max_in_flight"] == 64 and endpoint["errors"] == 0, endpoint
+    assert batches[("harness_serve_batch_size_count", None)] > batches[("harness_serve_batch_size_bucket", "1.0")]
+
+
+@pytest.mark.slow
+def test_accuracy_images_are_byte_equal_to_the_in_process_run(run_cli: Any, harness_cache: Any) -> None:
+    from tests.serve_fixture import running_server
+
+    common = ("--model", "tiny", "--mode", "accuracy", "--scenario", "Offline", "--set", "dataset.count=8")
+    local = run_cli(*common, "--backend", "diffusers-eager")
+    assert local.returncode == 0, local.stderr
+    with running_server(["--model", "tiny", "--backend", "diffusers-eager"]) as url:
+        remote = http_run(run_cli, url, *common, "--set", "backend.response_format=b64_json")
+    assert remote.returncode == 0, remote.stderr
+
+    def images(run: Any) -> dict[int, str]:
+        entries = json.loads((run.run_dir / "mlperf_log_accuracy.json").read_text())
+        return {e["qsl_idx"]: e["data"] for e in entries}
+
+    assert len(images(local)) == 8 and images(remote) == images(local)
+    assert remote.summary()["endpoint"]["comparable_with_mlperf_accuracy"] is True
+
+
+@pytest.mark.slow
+def test_a_server_killed_mid_run_ends_the_run_promptly_with_the_samples(harness_cache: Any, tmp_path: Any) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from tests.serve_fixture import ROOT, serve_process
+
+    with serve_process(["--backend", "fake", "--set", "backend.latency_ms=100"]) as server:
+        env = {**os.environ, "HARNESS_CACHE_DIR": str(harness_cache), "PYTHONPATH": str(ROOT)}
+        args = ["--backend", "http", "--set", f"backend.url={server.url}", "--set", "backend.timeout_s=5"]
+        client = subprocess.Popen(
+            [sys.executable, "-m", "harness", "--output-dir", str(tmp_path), "--no-progress", *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        deadline = time.monotonic() + 120
+        while serve_metric(server.url, "harness_serve_images").get(("harness_serve_images_total", None), 0) < 30:
+            assert time.monotonic() < deadline and client.poll() is None, "the run did not get going"
+            time.sleep(0.1)
+        server.process.send_signal(signal.SIGKILL)
+        killed = time.monotonic()
+        _, stderr = client.communicate(timeout=60)
+        ended_s = time.monotonic() - killed
+    assert client.returncode == 1, stderr
+    assert ended_s < 5 + 10, ended_s  # backend.timeout_s, and the run's drain
+    assert "failed on samples [" in stderr and "connection failed" in stderr
+
+
+@pytest.mark.slow
+def test_500_responses_fail_the_run_with_the_sample_ids(run_cli_in_process: Any) -> None:
+    app, received = protocol_app(status=500, ok_first=3)  # the warm-up passes, the run's requests fail
+    with serving(app) as url:
+        result = run_cli_in_process(
+            "--backend",
+            "http",
+            "--scenario",
+            "SingleStream",
+            "--set",
+            f"backend.url={url}",
+            "--set",
+            "backend.retries=1",
+        )
+    assert result.returncode == 1, result.stderr
+    assert "failed on samples [" in result.stderr and "HTTP 500: injected (after 2 attempts)" in result.stderr
+    assert result.summary()["endpoint"]["responses_by_status"] == {"200": 3, "500": len(received) - 3}
+
+
+@pytest.mark.slow
+def test_the_api_key_is_written_nowhere(run_cli: Any, harness_cache: Any, tmp_path: Any, monkeypatch: Any) -> None:
+    from tests.serve_fixture import serve_process
+
+    key = "sk-test-9f8e7d6c5b4a"
+    monkeypatch.setenv("CLIENT_KEY", key)
+    with serve_process(["--backend", "fake", "--api-key-env", "SERVE_KEY"], env={"SERVE_KEY": key}) as server:
+        wrong = http_run(run_cli, server.url, "--scenario", "SingleStream")  # no key: 401 at warm-up, exit 2
+        result = http_run(run_cli, server.url, "--scenario", "SingleStream", "--set", "backend.api_key_env=CLIENT_KEY")
+        server_log = server.log_text()
+    assert wrong.returncode == 2 and "HTTP 401" in wrong.stderr
+    assert result.returncode == 0, result.stderr
+    assert result.summary()["endpoint"]["responses_by_status"].get("401") is None
+    written = [p for p in (tmp_path / "runs").rglob("*") if p.is_file()]
+    assert any(p.name == "summary.json" for p in written)
+    for path in written:
+        assert key.encode() not in path.read_bytes(), path
+    assert key not in result.stdout + result.stderr + wrong.stderr + server_log
+
+
+@pytest.mark.slow
+def test_api_openai_marks_the_run_not_comparable(run_cli: Any, fake_server: str) -> None:
+    result = http_run(
+        run_cli,
+        fake_server,
+        "--mode",
+        "accuracy",
+        "--scenario",
+        "Offline",
+        "--set",
+        "backend.api=openai",
+        "--set",
+        "dataset.count=8",
+    )
+    assert result.returncode in (0, 3), result.stderr
+    summary = result.summary()
+    assert summary["endpoint"]["comparable_with_mlperf_accuracy"] is False
+    assert any("not comparable with MLPerf accuracy" in b for b in summary["submission_blockers"])
+    assert "not comparable with MLPerf accuracy" in result.stderr

@@ -110,6 +110,7 @@ class EndpointRecord:
     responses_by_status: Mapping[str, int] = field(default_factory=dict)
     errors: int = 0  # attempts that were not 200
     retries: int = 0
+    max_in_flight: int = 0  # the most requests the client had open at once
     samples: int = 0
     latency_split_ms: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
     time_to_first_image_s: float | None = None
@@ -380,6 +381,7 @@ def endpoint_record(sut: SystemUnderTest) -> EndpointRecord | None:
         responses_by_status=dict(sorted(stats.status_counts.items())),
         errors=sum(n for status, n in stats.status_counts.items() if status != "200"),
         retries=stats.retries,
+        max_in_flight=stats.max_in_flight,
         samples=len(stats.splits_ns.get("e2e", ())),
         latency_split_ms=split,
         time_to_first_image_s=None if stats.first_image_s is None else round(stats.first_image_s, 4),
