@@ -447,3 +447,36 @@ def test_api_openai_marks_the_run_not_comparable(run_cli: Any, fake_server: str)
     assert summary["endpoint"]["comparable_with_mlperf_accuracy"] is False
     assert any("not comparable with MLPerf accuracy" in b for b in summary["submission_blockers"])
     assert "not comparable with MLPerf accuracy" in result.stderr
+
+
+# -- summary.json and the report --------------------------------------------------------------------
+
+
+def test_the_endpoint_record_round_trips_and_the_report_shows_it_for_http_runs_only(tmp_path: Any) -> None:
+    from harness.report.collect import RunData
+    from harness.report.endpoint_section import endpoint_section
+    from harness.run.summary import EndpointRecord, RunSummary
+
+    record = EndpointRecord(
+        url="http://127.0.0.1:1",
+        api="openai",
+        comparable_with_mlperf_accuracy=False,
+        not_comparable_reason="not comparable with MLPerf accuracy (prompt only)",
+        requests=5,
+        responses_by_status={"200": 4, "500": 1},
+        errors=1,
+        latency_split_ms={"e2e": {"mean": 10.0, "p50": 9.0, "p99": 20.0, "max": 21.0}, "client_other": {"mean": 4.0}},
+    )
+    summary = RunSummary(status="ok", backend="http", endpoint=record)
+    assert RunSummary.from_json(json.loads(json.dumps(summary.to_json()))) == summary
+    assert "endpoint" not in RunSummary(status="ok").to_json()  # other backends: no key at all
+
+    def run(s: RunSummary) -> RunData:
+        return RunData(label="r", path=tmp_path, summary=s, manifest={}, config={}, accuracy={})
+
+    assert endpoint_section([run(RunSummary(status="ok"))]) is None
+    section = endpoint_section([run(summary)])
+    assert section is not None and "not comparable with MLPerf accuracy" in section.alerts[0]
+    (overview, split) = section.tables
+    assert overview.rows[0]["responses_by_status"] == "200: 4, 500: 1"
+    assert [row["share_of_mean"] for row in split.rows] == [1.0, 0.4]

@@ -9,6 +9,7 @@ from harness.report import dir_tables, plots, tables
 from harness.report.collect import DirData, Input, RunData, load_run
 from harness.report.contact_sheet import contact_sheet, diversity_sheet
 from harness.report.document import Document, Figure, Section, Table
+from harness.report.endpoint_section import endpoint_section
 from harness.report.problems import problems
 
 
@@ -60,7 +61,8 @@ def _run_sections(runs: list[RunData]) -> list[Section]:
         _figure(images, f"contact_sheet_{i + 1}", f"{r.label}: images by category", png)
         _figure(images, f"diversity_sheet_{i + 1}", f"{r.label}: same prompt, different seeds", diversity_sheet(r))
 
-    sections = [conditions, results, timing, money, quality, images]
+    endpoint = endpoint_section(runs)  # runs through the http backend only
+    sections = [conditions, results, timing, *([endpoint] if endpoint else []), money, quality, images]
     if len(runs) > 1:
         compared = Section("Comparison")
         _add(compared, tables.comparison(runs))
