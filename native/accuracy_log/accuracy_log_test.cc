@@ -1,4 +1,5 @@
 // ctest: the hex decoder against the portable loop, and the log decoder fed in every chunking.
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -43,7 +44,7 @@ void TestHex() {
       const std::string hex = Hex(bytes, upper);
       std::vector<uint8_t> out(n + 1, 0xEE);
       CHECK(accuracy_log::DecodeHex(reinterpret_cast<const uint8_t*>(hex.data()), hex.size(), out.data()));
-      CHECK(std::memcmp(out.data(), bytes.data(), n) == 0);
+      CHECK(std::equal(bytes.begin(), bytes.end(), out.begin()));
       CHECK(out[n] == 0xEE);  // nothing written past the end
       // Every position of a bad character is found, by both loops.
       for (size_t bad = 0; bad < hex.size(); bad += 7) {
