@@ -93,9 +93,9 @@ def _reader_child(args: argparse.Namespace) -> int:
     from accuracy.log_reader import AccuracyLogReader
 
     reader = AccuracyLogReader(args.reader_child, args.size, args.size, decoder=args.decoder)
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     count = sum(1 for _ in reader)
-    seconds = time.perf_counter() - start
+    seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start  # CPU: all threads
     stats = reader.stats
     row = {
         "decoder": stats.decoder,
@@ -103,6 +103,7 @@ def _reader_child(args: argparse.Namespace) -> int:
         "images": count,
         "seconds": seconds,
         "mb_per_s": stats.size_bytes / seconds / 1e6,
+        "cpu_s_per_gb": cpu_seconds / (stats.size_bytes / 1e9),
         "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "sha256": stats.sha256,
     }
@@ -183,6 +184,7 @@ def _reader_main(args: argparse.Namespace) -> int:
                     digests.add(row["sha256"])
                     print(
                         f"  {decoder:>6} #{rep + 1}: {row['mb_per_s']:7.0f} MB/s  {row['seconds']:6.2f} s  "
+                        f"CPU {row['cpu_s_per_gb']:4.2f} s/GB  "
                         f"peak RSS {row['peak_rss_mib']:5.0f} MiB  load {row['load']}"
                     )
             if len(digests) != 1:
@@ -196,7 +198,10 @@ def _reader_main(args: argparse.Namespace) -> int:
     print(
         f"\naccuracy-log reader, {args.size} x {args.size} images, decode + SHA-256, best and median of {args.repeats}"
     )
-    print(f"{'images':>7} {'log GB':>7} {'decoder':>8} {'best MB/s':>10} {'median MB/s':>12} {'peak RSS MiB':>13}")
+    print(
+        f"{'images':>7} {'log GB':>7} {'decoder':>8} {'best MB/s':>10} {'median MB/s':>12} {'CPU s/GB':>9} "
+        f"{'peak RSS MiB':>13}"
+    )
     best: dict[tuple[int, str], float] = {}
     for count in args.reader_images:
         for decoder in decoders:
@@ -205,7 +210,8 @@ def _reader_main(args: argparse.Namespace) -> int:
             best[count, decoder] = speeds[-1]
             print(
                 f"{count:>7} {mine[0]['log_gb']:>7.2f} {decoder:>8} {speeds[-1]:>10.0f} "
-                f"{statistics.median(speeds):>12.0f} {max(r['peak_rss_mib'] for r in mine):>13.0f}"
+                f"{statistics.median(speeds):>12.0f} {statistics.median(r['cpu_s_per_gb'] for r in mine):>9.2f} "
+                f"{max(r['peak_rss_mib'] for r in mine):>13.0f}"
             )
         if len(decoders) == 2:
             print(f"{'':>16} native / python: {best[count, 'native'] / best[count, 'python']:.1f}x")
