@@ -33,7 +33,6 @@ from harness.errors import ConfigError
 from harness.loadgen import settings as lgs
 from harness.loadgen.audit_config import apply_audit_config
 from harness.loadgen.module import lg
-from harness.loadgen.session import LoadGenSession
 from harness.measure import cost, energy, profiling
 from harness.measure.profiling import TraceSettings, make_tracer, trace_settings
 from harness.run import accuracy_step, first_image, quality_step
@@ -50,7 +49,7 @@ from harness.run.model import (
 )
 from harness.run.run_dir import write_config, write_json
 from harness.run.summary import RunSummary, summarise
-from harness.sut.batcher import Batcher
+from harness.sut.choice import choose_sut, make_sut
 from harness.sut.python_sut import SystemUnderTest, WorkerFailure
 from harness.workers.in_process import InProcessWorker, Worker
 from harness.workers.process_pool import ProcessWorker, RemoteError, WorkerDied, WorkerSpec, cpu_slices, with_threads
@@ -116,6 +115,7 @@ def validate_config(cfg: RunConfig) -> Any:
                 f"(torch {torch.__version__}); no silent fallback to the CPU: set backend.device=cpu to run there"
             )
     latent_shape(cfg)
+    choose_sut(cfg.sut.kind)  # sut.kind=native where the native SUT cannot run: refused here
     return lgs.build_test_settings(cfg)
 
 
@@ -224,6 +224,7 @@ def run_benchmark(cfg: RunConfig, run_dir: Path, progress: ProgressFn | None = N
     phases = _Phases()
     # 0. The whole configuration, checked before anything slow (LoadGen settings included).
     settings = validate_config(cfg)
+    sut_choice = choose_sut(cfg.sut.kind)
     # 1. Inputs: model folder, prompts, latents, QSL.
     inputs = phases.timed("prepare inputs", lambda: prepare_inputs(cfg))
     model_path, spec, prompts, latents, qsl = (
@@ -275,6 +276,7 @@ def run_benchmark(cfg: RunConfig, run_dir: Path, progress: ProgressFn | None = N
         },
     )
     manifest["workers"] = [w.describe() for w in workers]
+    manifest["sut"] = sut_choice.to_dict()  # which SUT answered LoadGen (sut.kind)
     manifest["model"]["weights_source"] = weights_source(cfg, spec)
     manifest["profile"] = profiling.describe(cfg.profile, run_dir)
     manifest["valid_for_submission"] = False  # updated with the summary
@@ -286,7 +288,7 @@ def run_benchmark(cfg: RunConfig, run_dir: Path, progress: ProgressFn | None = N
         hook = _PngSaver(
             run_dir / "images", cfg.accuracy.sample_images, [qsl.category(i) for i in range(qsl.total_count)]
         )
-    sut = SystemUnderTest(qsl, Batcher(policy), workers, image_hook=hook, retries=cfg.workers.retries)
+    sut = make_sut(sut_choice, qsl, policy, workers, image_hook=hook, retries=cfg.workers.retries)
     # Energy (NVML) over the timed run, on this machine's GPUs only (Ray actors may run elsewhere).
     devices = [] if cfg.workers.ray_address else [str(w.describe().get("device", "")) for w in workers]
     meter = energy.start_meter(devices)
@@ -372,7 +374,7 @@ def drive_loadgen(
     # Ctrl-C must not raise inside LoadGen's Python callbacks (that crashed LoadGen's thread):
     # while LoadGen runs, SIGINT only sets a flag that this loop acts on.
     interrupt = threading.Event()
-    with LoadGenSession(sut.issue_queries, sut.flush_queries, qsl) as session:
+    with sut.session(qsl) as session:  # the Python SUT's callbacks, or the native SUT's handle
         sut.start()
         previous_handler = None
         if threading.current_thread() is threading.main_thread():

@@ -18,11 +18,13 @@ import traceback
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
 from harness.data.qsl import QuerySampleLibrary
 from harness.loadgen.module import lg
+from harness.loadgen.session import LoadGenSession, SampleLibrary
 from harness.sut.batcher import Batcher, QueuedQuery
 from harness.workers.in_process import Worker
 
@@ -68,6 +70,13 @@ class SutStats:
 
 
 class SystemUnderTest:
+    """The Python SUT: LoadGen calls `issue_queries` (under the GIL) and the queries wait in a Python Batcher.
+
+    The worker side (threads, statistics, failures, retries, the image hook) is shared with the native SUT
+    (harness/sut/native_sut.py), a subclass that replaces only where queries wait and how they are
+    answered: `_next_batch`, `_batch_indices`, `_batch_enqueued_ns`, `_requeue`, `_complete` and `abort`.
+    """
+
     def __init__(
         self,
         qsl: QuerySampleLibrary,
@@ -76,10 +85,15 @@ class SystemUnderTest:
         image_hook: ImageHook | None = None,
         retries: int = 0,
     ) -> None:
+        self._init_worker_side(qsl, workers, image_hook, retries)
+        self.batcher = batcher
+
+    def _init_worker_side(
+        self, qsl: QuerySampleLibrary, workers: Sequence[Worker], image_hook: ImageHook | None, retries: int
+    ) -> None:
         if not workers:
             raise ValueError("the SUT needs at least one worker")
         self.qsl = qsl
-        self.batcher = batcher
         self.workers = list(workers)
         self.image_hook = image_hook
         self.stats = SutStats()
@@ -105,6 +119,10 @@ class SystemUnderTest:
     def flush_queries(self) -> None:
         pass  # nothing is held back: the batcher's max wait bounds every query's stay
 
+    def session(self, qsl: SampleLibrary) -> LoadGenSession:
+        """The LoadGen session that drives this SUT: LoadGen calls issue_queries and flush_queries."""
+        return LoadGenSession(self.issue_queries, self.flush_queries, qsl)
+
     # Worker threads ------------------------------------------------------------------------------
     def start(self) -> None:
         for worker in self.workers:
@@ -127,40 +145,57 @@ class SystemUnderTest:
 
     def _pull_and_run(self, worker: Worker) -> None:
         while True:
-            queries = self.batcher.next_batch()
-            if queries is None:
+            batch = self._next_batch()
+            if batch is None:
                 return
             if self.failed.is_set():
-                self._complete(queries, None)
+                self._complete(batch, None)
                 continue
-            indices = [q.sample_index for q in queries]
+            indices = self._batch_indices(batch)
             start_ns = time.perf_counter_ns()
             try:
                 result = worker.run(self.qsl.batch(indices))
-                images = result.images
-                if images.shape[0] != len(queries):
-                    raise RuntimeError(f"returned {images.shape[0]} images for a batch of {len(queries)}")
+                images = self._checked_images(result.images)
+                if images.shape[0] != len(indices):
+                    raise RuntimeError(f"returned {images.shape[0]} images for a batch of {len(indices)}")
             except Exception as exc:  # a worker error ends the run, with its cause, unless retried
                 if self._retry_elsewhere(worker, indices, exc):
-                    self.batcher.requeue(queries)
+                    self._requeue(batch)
                     return  # this worker is out of the run; the others take its batch
                 self._fail(worker, indices, exc)
-                self._complete(queries, None)
+                self._complete(batch, None)
                 continue
             end_ns = time.perf_counter_ns()
             with self._lock:
-                self.stats.batch_sizes[len(queries)] += 1
+                self.stats.batch_sizes[len(indices)] += 1
                 self.stats.batch_times_ns.append(end_ns - start_ns)
-                self.stats.queue_delays_ns.extend(start_ns - q.enqueued_ns for q in queries)
+                self.stats.queue_delays_ns.extend(start_ns - t for t in self._batch_enqueued_ns(batch))
                 self.stats.worker_batches[worker.name] += 1
-                self.stats.worker_samples[worker.name] += len(queries)
+                self.stats.worker_samples[worker.name] += len(indices)
                 self.stats.worker_busy_ns[worker.name] += end_ns - start_ns
                 if result.stage_times_ns:
                     self.stats.batch_stages.append(dict(result.stage_times_ns))
                 self.stats.steps_ns.extend(getattr(result, "step_times_ns", ()))
-            self._complete(queries, images)
+            self._complete(batch, images)
             if self.image_hook is not None:
                 self.image_hook(indices, images)
+
+    # Where queries wait and how they are answered: the Python batcher and lg.QuerySamplesComplete here,
+    # the C++ core in the native SUT. A batch is whatever `_next_batch` returns.
+    def _next_batch(self) -> Any:
+        return self.batcher.next_batch()
+
+    def _batch_indices(self, batch: Any) -> list[int]:
+        return [q.sample_index for q in batch]
+
+    def _batch_enqueued_ns(self, batch: Any) -> list[int]:
+        return [q.enqueued_ns for q in batch]
+
+    def _requeue(self, batch: Any) -> None:
+        self.batcher.requeue(batch)
+
+    def _checked_images(self, images: np.ndarray) -> np.ndarray:
+        return images  # each image's ctypes.data and nbytes go to LoadGen as they are
 
     def _retry_elsewhere(self, worker: Worker, indices: list[int], exc: BaseException) -> bool:
         with self._lock:
@@ -187,7 +222,8 @@ class SystemUnderTest:
         self.failed.set()
         self._complete(self.batcher.drain(), None)
 
-    def _complete(self, queries: Sequence[QueuedQuery], images: np.ndarray | None) -> None:
+    def _complete(self, queries: Any, images: np.ndarray | None) -> None:
+        """Answer a batch: with its images, or (None) with empty responses."""
         if not queries:
             return
         if images is None:
