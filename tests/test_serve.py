@@ -15,6 +15,7 @@ import json
 import logging
 import secrets
 import socket
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -215,9 +216,11 @@ def test_an_image_by_sample_index_equals_the_in_process_backends(
 
 def test_concurrent_requests_share_a_server_side_batch(client: httpx.Client, url: str) -> None:
     batches_before, singles_before = batch_histogram(client)
+    together = threading.Barrier(8)  # the eight requests leave at once, well within sut.max_wait_ms (100 ms)
 
     def one(i: int) -> int:
         with httpx.Client(base_url=url, timeout=30) as c:
+            together.wait(timeout=30)
             return post(c, {"prompt": f"prompt {i}", "response_format": "raw"}).status_code
 
     with concurrent.futures.ThreadPoolExecutor(8) as pool:
@@ -336,9 +339,18 @@ def test_shutdown_answers_queued_requests_503_and_the_key_is_written_nowhere(key
         with httpx.Client(base_url=keyed.url, headers=headers, timeout=30) as c:
             return post(c, {"prompt": f"queued {i}", "response_format": "raw"}).status_code
 
-    with concurrent.futures.ThreadPoolExecutor(3) as pool:
-        futures = [pool.submit(one, i) for i in range(3)]
-        time.sleep(0.15)  # one image generating (300 ms), two queued behind it
+    def queued(c: httpx.Client) -> float:
+        line = next(x for x in c.get("/metrics").text.splitlines() if x.startswith("harness_serve_queued_images "))
+        return float(line.split()[1])
+
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        futures = [pool.submit(one, i) for i in range(4)]
+        # One image generating (300 ms each, one at a time), at least two queued behind it: stop now.
+        with httpx.Client(base_url=keyed.url, headers=headers, timeout=30) as c:
+            deadline = time.monotonic() + 30
+            while queued(c) < 2:
+                assert time.monotonic() < deadline, "the requests never queued"
+                time.sleep(0.01)
         start = time.monotonic()
         assert keyed.stop() == 0
         stopped_s = time.monotonic() - start

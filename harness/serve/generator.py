@@ -93,6 +93,7 @@ class Generator:
                 futures.append(future)
                 queries.append(QueuedQuery(query_id, item.label, now))
             self._batcher.put(queries)
+            self._metrics.queued.inc(len(queries))
         return list(await asyncio.gather(*futures))
 
     def close(self) -> None:
@@ -102,6 +103,7 @@ class Generator:
             drained = self._batcher.drain()
             self._batcher.close()
             pending = [self._pending.pop(q.query_id) for q in drained]
+            self._metrics.queued.dec(len(pending))
         if pending:
             log.info("shutting down: %d queued images answered 503", len(pending))
         self._answer(pending, [ShuttingDown("the server is shutting down")] * len(pending))
@@ -120,6 +122,7 @@ class Generator:
             while (batch := self._batcher.next_batch()) is not None:
                 with self._lock:
                     pending = [self._pending.pop(q.query_id) for q in batch]
+                    self._metrics.queued.dec(len(pending))
                 self._run_batch(worker, batch, pending)
         except BaseException:  # a bug here must not leave requests waiting forever
             log.exception("the generation thread of %s stopped", worker.name)
