@@ -17,14 +17,15 @@ Parts:
 - raw: the tiny model (its own backend) at one batch size: the raw generate loop, then LoadGen Offline
   through each SUT, alternating, in one process with one loaded backend (tools/overhead.py's method).
 
-A SUT kind that is not available here is reported as not measured, with the reason; nothing is estimated.
+The native SUT runs where harness/sut/choice.py's native_core() allows it in this process (harness_native built,
+and the source-built LoadGen in use, which then runs the Python SUT's runs too); elsewhere it is reported as not
+measured, with that reason, and nothing is estimated in its place.
 """
 
 from __future__ import annotations
 
 import argparse
 import functools
-import importlib
 import logging
 import os
 import platform
@@ -49,8 +50,8 @@ from harness.loadgen.module import loadgen_build
 from harness.loadgen.settings import build_test_settings
 from harness.run.benchmark import drive_loadgen
 from harness.run.model import RunInputs, batch_policy, direct_batch, latent_shape, make_backend, prepare_inputs
-from harness.sut.batcher import Batcher, BatchPolicy, QueuedQuery
-from harness.sut.python_sut import SystemUnderTest
+from harness.sut.batcher import BatchPolicy
+from harness.sut.choice import SutChoice, make_sut, native_core
 from harness.workers.in_process import InProcessWorker, Worker
 from tools.sut_overhead_trace import ClockPair, IssueDelay, issue_delay
 
@@ -83,54 +84,23 @@ def _note_enqueues(sut: Any, log: EnqueueLog) -> Any:
     return sut
 
 
-class _NotingBatcher(Batcher):
-    """Before the SUTs shared those hooks: the Python SUT's batcher, noting as the worker pulls a batch."""
-
-    def __init__(self, policy: BatchPolicy, log: EnqueueLog) -> None:
-        super().__init__(policy)
-        self.log = log
-
-    def next_batch(self) -> list[QueuedQuery] | None:
-        batch = super().next_batch()
-        if batch:
-            self.log.extend((q.sample_index, q.enqueued_ns) for q in batch)
-        return batch
-
-
 def _chosen_sut(
-    make_sut: Callable[..., Any],
-    picked: Any,
-    qsl: QuerySampleLibrary,
-    policy: BatchPolicy,
-    workers: Sequence[Worker],
-    log: EnqueueLog,
+    picked: SutChoice, qsl: QuerySampleLibrary, policy: BatchPolicy, workers: Sequence[Worker], log: EnqueueLog
 ) -> Any:
     return _note_enqueues(make_sut(picked, qsl, policy, workers), log)
 
 
 def sut_makers(kinds: Sequence[str]) -> tuple[dict[str, SutMaker], dict[str, str]]:
     """The SUTs this process can run (harness/sut/choice.py decides, as for a run), and for the others why not."""
-    try:
-        choice: Any = importlib.import_module("harness.sut.choice")
-    except ImportError:
-        choice = None
     makers: dict[str, SutMaker] = {}
     missing: dict[str, str] = {}
     for kind in kinds:
-        if choice is None:
-            if kind == "python":
-                makers[kind] = lambda qsl, policy, workers, log: SystemUnderTest(
-                    qsl, _NotingBatcher(policy, log), workers
-                )
-            else:
-                missing[kind] = "the native SUT is not part of this checkout (harness/sut/choice.py)"
-            continue
-        core, reason = choice.native_core()
+        core, reason = native_core()
         if kind == "native" and core is None:
             missing[kind] = reason
             continue
-        picked = choice.SutChoice(kind, kind, reason if kind == "native" else "sut.kind=python")
-        makers[kind] = functools.partial(_chosen_sut, choice.make_sut, picked)
+        picked = SutChoice(kind, kind, reason if kind == "native" else "sut.kind=python")
+        makers[kind] = functools.partial(_chosen_sut, picked)
     return makers, missing
 
 
