@@ -151,6 +151,17 @@ def test_health_answers_loading_before_the_model_is_ready() -> None:
         assert http.stop()
 
 
+def test_the_socket_is_tcp_so_responses_go_out_without_nagles_delay() -> None:
+    """asyncio sets TCP_NODELAY only on sockets whose proto is IPPROTO_TCP; without it every response waited
+    ~40 ms for a delayed ACK (measured: /health 46 ms at the median, 1.7 ms with it)."""
+    from harness.serve.server import bind
+
+    with bind("127.0.0.1", 0) as sock, socket.create_connection(sock.getsockname()):
+        accepted, _ = sock.accept()
+        with accepted:
+            assert accepted.proto == socket.IPPROTO_TCP
+
+
 # -- answers ----------------------------------------------------------------------------------------------
 
 
