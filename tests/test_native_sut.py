@@ -148,9 +148,26 @@ def test_server_batches_queued_queries_natively(run_cli_in_process) -> None:
 
 
 @needs_native
-@pytest.mark.parametrize(
-    "scenario", ["Offline", *(pytest.param(s, marks=pytest.mark.slow) for s in ("SingleStream", "Server"))]
-)
+def test_a_raising_backend_fails_both_runs_the_same_way(run_cli_in_process) -> None:
+    # Offline with few samples: after the failure every query is answered empty (queued ones by abort, the
+    # rest on arrival), LoadGen finishes, and both SUTs report the same failure with nothing unanswered.
+    args = ("--scenario", "Offline", *QUICK, "--set", "backend.fail_at_call=3", "--set", "sut.batch_size=2")
+    summaries = {}
+    for kind in KINDS:
+        run = run_cli_in_process(*args, "--set", f"sut.kind={kind}")
+        assert run.returncode == 1, run.stderr[-3000:]
+        assert "injected failure on call 3" in run.stderr
+        summaries[kind] = run.summary()
+    py, nat = summaries["python"], summaries["native"]
+    assert nat["status"] == py["status"] == "failed"
+    assert nat["failure"]["sample_indices"] == py["failure"]["sample_indices"]
+    assert nat["batch_sizes"] == py["batch_sizes"] == {"2": 2}  # two batches ran before the failure
+    assert nat["samples_completed"] == py["samples_completed"] > 4  # every issued query was answered
+
+
+@needs_native
+@pytest.mark.slow
+@pytest.mark.parametrize("scenario", ["Offline", "SingleStream", "Server"])
 def test_a_raising_backend_ends_the_native_run_promptly(run_cli, scenario: str) -> None:
     # tests/test_cli_e2e.py's test with sut.kind=native: the failing batch is answered empty, every later
     # query on arrival in C++, and the run ends with the failure (LoadGen still running: a hard exit)
