@@ -231,7 +231,11 @@ class Bench:
                 figure = "no VALID run"
                 if valid[kind]:
                     median, runs = statistics.median(valid[kind]), len(valid[kind])
-                    figure = f"{median:,.0f} (median of {runs} VALID: {_spread(valid[kind], 0)})"
+                    extra_us = 1e6 / median - 1e6 / self.offline_raw[latency]  # the backend's own time taken off
+                    figure = (
+                        f"{median:,.0f} (median of {runs} VALID: {_spread(valid[kind], 0)}); "
+                        f"{extra_us:+.1f} us/sample over the backend's own loop"
+                    )
                     self.offline_sps[(latency, kind)] = median
                 self.rows.append(Row("Offline samples/s", cond, kind, figure, ", ".join(sorted(verdicts[kind]))))
 
@@ -447,7 +451,10 @@ def targets(bench: Bench) -> list[str]:
     ceiling = "not measured" if py is None or na is None else f"{na / py:.2f}x: {'met' if na >= 5 * py else 'NOT met'}"
     if py is not None and lat0 in bench.offline_raw:  # what the backend alone allows, whatever the SUT
         own = bench.offline_raw[lat0]
-        ceiling += f" (the backend's own loop: {own:,.0f}/s = {own / py:.2f}x Python's)"
+        ceiling += f"; the backend's own loop: {own:,.0f}/s = {own / py:.2f}x Python's, the most any SUT could reach"
+        if na is not None:
+            cost_py, cost_na = 1e6 / py - 1e6 / own, 1e6 / na - 1e6 / own
+            ceiling += f"; us/sample beyond the backend: Python {cost_py:.1f}, native {cost_na:.1f}"
     out.append(f"native Offline ceiling >= 5x Python's (fake {lat0:g} ms, VALID runs): {ceiling}")
     holds = sorted(h for h, k in bench.issue_p99 if k == "native")
     for i, what in enumerate(("issue-delay p99", "issue-delay p99, SUT's part")):
