@@ -15,16 +15,20 @@ import argparse
 import logging
 import os
 import signal
+import socket
 import sys
 import time
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING
 
 from backends.registry import BACKENDS
 from harness.commands._shared import configure_logging, fail
 from harness.commands.run import flag_overrides
-from harness.config import available_models, resolve_config
+from harness.config import RunConfig, available_models, resolve_config
 from harness.errors import HarnessError
+
+if TYPE_CHECKING:
+    from harness.workers.in_process import Worker
 
 log = logging.getLogger("harness.serve")
 
@@ -101,7 +105,7 @@ def _force_exit(signum: int, frame: FrameType | None) -> None:
     os._exit(130)  # a second signal while stopping: the stop is bounded, but the user wants out now
 
 
-def _serve(cfg: Any, sock: Any, host: str, api_key: str) -> int:
+def _serve(cfg: RunConfig, sock: socket.socket, host: str, api_key: str) -> int:
     from harness.serve.app import ServeState, create_app
     from harness.serve.generator import Generator
     from harness.serve.metrics import ServeMetrics
@@ -114,7 +118,7 @@ def _serve(cfg: Any, sock: Any, host: str, api_key: str) -> int:
     url = url_of(sock, host)
     signals = (signal.SIGINT, signal.SIGTERM)
     previous = {sig: signal.signal(sig, _interrupt) for sig in signals}
-    workers: list[Any] = []
+    workers: list[Worker] = []
     generator: Generator | None = None
     code = 0
     try:

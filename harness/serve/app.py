@@ -109,11 +109,12 @@ def create_app(state: ServeState, metrics: ServeMetrics, api_key: str = "") -> F
 
     @app.post(GENERATIONS, dependencies=[Depends(require_key)])
     async def generations(request: Request) -> Response:
+        arrival_ns = time.perf_counter_ns()
         served, generator = state.serving()
         body = await read_body(request, served.max_body_bytes)
         generation = check_request(parse_body(body), served)
         try:
-            results = await generator.generate(generation.items)
+            results = await generator.generate(generation.items, arrival_ns)
         except ShuttingDown as exc:
             raise ApiError(503, str(exc)) from exc
         except GenerationFailed as exc:

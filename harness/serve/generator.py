@@ -77,10 +77,10 @@ class Generator:
         for t in self._threads:
             t.start()
 
-    async def generate(self, items: Sequence[ImageItem]) -> list[ImageResult]:
-        """Queue the images and wait for them; raises GenerationFailed or ShuttingDown."""
+    async def generate(self, items: Sequence[ImageItem], arrival_ns: int) -> list[ImageResult]:
+        """Queue the images (arrived at `arrival_ns`, perf_counter_ns) and wait for them; raises
+        GenerationFailed or ShuttingDown."""
         loop = asyncio.get_running_loop()
-        now = time.perf_counter_ns()
         futures: list[asyncio.Future[ImageResult]] = []
         queries: list[QueuedQuery] = []
         with self._lock:  # with close(): an image is either queued before the drain or refused
@@ -91,7 +91,7 @@ class Generator:
                 future: asyncio.Future[ImageResult] = loop.create_future()
                 self._pending[query_id] = _Pending(item, future, loop)
                 futures.append(future)
-                queries.append(QueuedQuery(query_id, item.label, now))
+                queries.append(QueuedQuery(query_id, item.label, arrival_ns))
             self._batcher.put(queries)
             self._metrics.queued.inc(len(queries))
         return list(await asyncio.gather(*futures))
