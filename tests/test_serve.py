@@ -54,20 +54,39 @@ def key() -> str:
 
 
 @pytest.fixture(scope="module")
-def servers(
+def started(
     harness_cache: Path, tmp_path_factory: pytest.TempPathFactory, key: str
 ) -> Iterator[tuple[ServeProcess, ServeProcess]]:
     """Both fake servers, started at once (their start-up is mostly imports; two cores share it)."""
-    keyed_dir = tmp_path_factory.mktemp("keyed")
     main = start_serve(MAIN_ARGS, log_path=tmp_path_factory.mktemp("main") / "serve.log")
-    keyed = start_serve(KEYED_ARGS, env={KEY_ENV: key}, log_path=keyed_dir / "serve.log")
+    keyed = start_serve(KEYED_ARGS, env={KEY_ENV: key}, log_path=tmp_path_factory.mktemp("keyed") / "serve.log")
     try:
-        main.wait_ready()
-        keyed.wait_ready()
         yield main, keyed
     finally:
         main.stop()
         keyed.stop()
+
+
+@pytest.fixture(scope="module")
+def reference(started: Any) -> Any:
+    """What an in-process run of the same configuration has: its inputs and its fake backend, loaded (made
+    while the servers start)."""
+    from harness.config import resolve_config
+    from harness.run.model import make_backend, prepare_inputs
+
+    cfg = resolve_config("tiny", None, {"run.backend": "fake", "run.scenario": "Server"}, [])
+    inputs = prepare_inputs(cfg)
+    backend = make_backend(cfg, inputs.spec)
+    backend.load()
+    yield inputs, backend
+    backend.close()
+
+
+@pytest.fixture(scope="module")
+def servers(started: tuple[ServeProcess, ServeProcess], reference: Any) -> tuple[ServeProcess, ServeProcess]:
+    for server in started:
+        server.wait_ready()
+    return started
 
 
 @pytest.fixture(scope="module")
@@ -79,20 +98,6 @@ def url(servers: tuple[ServeProcess, ServeProcess]) -> str:
 def client(url: str) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=url, timeout=30) as c:
         yield c
-
-
-@pytest.fixture(scope="module")
-def reference(harness_cache: Path) -> Any:
-    """What an in-process run of the same configuration has: its inputs and its fake backend, loaded."""
-    from harness.config import resolve_config
-    from harness.run.model import make_backend, prepare_inputs
-
-    cfg = resolve_config("tiny", None, {"run.backend": "fake", "run.scenario": "Server"}, [])
-    inputs = prepare_inputs(cfg)
-    backend = make_backend(cfg, inputs.spec)
-    backend.load()
-    yield inputs, backend
-    backend.close()
 
 
 def post(client: httpx.Client, body: dict[str, Any], **kw: Any) -> httpx.Response:
