@@ -26,7 +26,7 @@ def test_the_smallest_configuration_prints_conditions_figures_and_verdicts(capsy
     conditions, table, targets = out.split("\n\n")
     for needed in ("machine:", "cores usable", "GPU:", "LoadGen: ", "SUT kinds: python (measured)", "load average"):
         assert needed in conditions, needed
-    assert "Offline >= 200 ms" in conditions
+    assert "Offline >= 200 ms x 1 runs per SUT" in conditions
     cells = [re.split(r"\s{2,}", r.strip()) for r in table.splitlines()[1:]]
     raw, rows = [c for c in cells if c[2] == "raw loop"], [c for c in cells if c[2] != "raw loop"]
     assert len(raw) == 1 and raw[0][0] == "Offline samples/s" and raw[0][-1] == "-"  # no LoadGen: no verdict

@@ -414,18 +414,25 @@ def conditions(args: argparse.Namespace, makers: dict[str, SutMaker], missing: d
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     gpu = "nvidia-smi present" if shutil.which("nvidia-smi") else "none (no nvidia-smi)"
     lg = loadgen_build()
-    sut_kinds = ", ".join(
-        [f"{k} (measured)" for k in makers] + [f"{k} (NOT measured: {why})" for k, why in missing.items()]
-    )
+    built = ""
+    if lg.origin == "source-build":
+        what = f"sha256 {lg.sdist_sha256[:16]}..." if lg.sdist_sha256 else (lg.source_git or "")
+        built = f", from {lg.source_kind} {what}, {lg.compiler}, {lg.build_type}"
+    core = native_core()[0] if "native" in makers else None
+    measured = [f"{k} (measured{f', {core.__file__}' if k == 'native' and core else ''})" for k in makers]
+    sut_kinds = ", ".join(measured + [f"{k} (NOT measured: {why})" for k, why in missing.items()])
     return [
         f"machine: {platform.node()}, {cpu}, {cores} cores usable, GPU: {gpu}, {platform.platform()}",
         f"python {platform.python_version()}, GIL switch interval {sys.getswitchinterval() * 1e3:g} ms",
-        f"LoadGen: {lg.origin} {lg.version} @ {lg.git_revision} ({lg.module_path})",
+        f"LoadGen: {lg.origin} {lg.version} @ {lg.git_revision}{built} ({lg.module_path})",
         f"SUT kinds: {sut_kinds}",
-        f"fake backend: {args.image_px}x{args.image_px} images, batch {args.batch_size}, Server max wait "
-        f"{args.max_wait_ms:g} ms; durations: Offline >= {args.offline_duration_ms} ms, Server search >= "
-        f"{args.server_duration_ms} ms and {args.server_min_queries} queries x {args.server_steps} steps, "
-        f"issue delay >= {args.issue_duration_ms} ms per run",
+        f"parts: {', '.join(args.parts)}; fake backend {args.image_px}x{args.image_px} images, batch "
+        f"{args.batch_size}, Server max wait {args.max_wait_ms:g} ms",
+        f"durations: Offline >= {args.offline_duration_ms} ms x {args.offline_repeats} runs per SUT; Server search "
+        f"{args.server_steps} runs of >= {args.server_duration_ms} ms and {args.server_min_queries} queries; issue "
+        f"delay {args.issue_repeats} runs of >= {args.issue_duration_ms} ms per condition (p99 target "
+        f"{args.issue_target_latency_ms:g} ms); raw loop: {args.raw_model}, {args.raw_samples} samples x "
+        f"{args.raw_rounds} rounds",
     ]
 
 
