@@ -97,11 +97,10 @@ class NativeSystemUnderTest(SystemUnderTest):
             return
         # `images` stays referenced here until complete() returns: LoadGen copies what it logs inside it
         try:
-            handback_ns, end_ns = self.core.complete(batch, images)
+            handback_ns, latencies = self.core.complete(batch, images)
         except BaseException:
             self.core.complete_empty(batch)  # refused before LoadGen saw it: never leave LoadGen waiting
             raise
-        latencies = [(i, end_ns - t) for i, t in zip(batch.indices, batch.enqueued_ns, strict=True)]
         with self._lock:
             if images.nbytes:
                 self._stats.handback_ns.append(handback_ns)

@@ -166,16 +166,17 @@ class SystemUnderTest:
                 self._complete(batch, None)
                 continue
             end_ns = time.perf_counter_ns()
+            stats = self.stats  # once per batch: the native SUT's is a property
             with self._lock:
-                self.stats.batch_sizes[len(indices)] += 1
-                self.stats.batch_times_ns.append(end_ns - start_ns)
-                self.stats.queue_delays_ns.extend(start_ns - t for t in self._batch_enqueued_ns(batch))
-                self.stats.worker_batches[worker.name] += 1
-                self.stats.worker_samples[worker.name] += len(indices)
-                self.stats.worker_busy_ns[worker.name] += end_ns - start_ns
+                stats.batch_sizes[len(indices)] += 1
+                stats.batch_times_ns.append(end_ns - start_ns)
+                stats.queue_delays_ns.extend(start_ns - t for t in self._batch_enqueued_ns(batch))
+                stats.worker_batches[worker.name] += 1
+                stats.worker_samples[worker.name] += len(indices)
+                stats.worker_busy_ns[worker.name] += end_ns - start_ns
                 if result.stage_times_ns:
-                    self.stats.batch_stages.append(dict(result.stage_times_ns))
-                self.stats.steps_ns.extend(getattr(result, "step_times_ns", ()))
+                    stats.batch_stages.append(dict(result.stage_times_ns))
+                stats.steps_ns.extend(getattr(result, "step_times_ns", ()))
             self._complete(batch, images)
             if self.image_hook is not None:
                 self.image_hook(indices, images)

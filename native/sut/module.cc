@@ -68,7 +68,7 @@ py::object NextBatch(SutCore& core) {
   return py::cast(std::move(batch));
 }
 
-// Returns (QuerySamplesComplete's wall time in ns, perf_counter_ns when it returned).
+// Returns (QuerySamplesComplete's wall time in ns, [(sample index, latency ns)] in batch order).
 py::tuple Complete(SutCore& core, Batch& batch, const py::array& images) {
   if (!py::isinstance<py::array_t<uint8_t>>(images)) {  // an equal dtype, not necessarily the same object
     throw py::value_error("images must be uint8 (NHWC), got dtype " + std::string(py::str(images.dtype())));
@@ -89,7 +89,13 @@ py::tuple Complete(SutCore& core, Batch& batch, const py::array& images) {
     py::gil_scoped_release release;
     handback_ns = core.Complete(batch.queries, data, image_bytes, image_bytes, &end_ns);
   }
-  return py::make_tuple(handback_ns, end_ns);
+  // Each sample's latency as the SUT sees it: IssueQuery to QuerySamplesComplete's return.
+  py::list latencies(n);
+  for (size_t i = 0; i < n; ++i) {
+    const auto& q = batch.queries[i];
+    latencies[i] = py::make_tuple(q.sample_index, end_ns - q.enqueued_ns);
+  }
+  return py::make_tuple(handback_ns, latencies);
 }
 
 }  // namespace
@@ -117,7 +123,7 @@ PYBIND11_MODULE(_sut_core, m) {
            "the next batch (waits without the GIL), or None once closed and empty")
       .def("complete", &harness_native::Complete, py::arg("batch"), py::arg("images"),
            "QuerySamplesComplete with pointers into images (uint8, one image per query); "
-           "returns (handback_ns, end_ns)")
+           "returns (handback_ns, [(sample index, ns from IssueQuery to the return)])")
       .def(
           "complete_empty",
           [](SutCore& c, Batch& b) {
