@@ -60,6 +60,30 @@ def test_auto_picks_the_native_sut_where_it_is_built() -> None:
     assert choice.kind == "native" and "source build" in choice.reason
 
 
+@needs_native
+def test_the_core_stamps_queries_on_the_clock_of_perf_counter_ns() -> None:
+    # queue delays subtract the core's enqueue stamps from the worker's time.perf_counter_ns()
+    before = time.perf_counter_ns()
+    stamp = _CORE.now_ns()  # type: ignore[union-attr]
+    after = time.perf_counter_ns()
+    assert before <= stamp <= after
+
+
+@needs_native
+def test_the_core_without_loadgen_closes_and_refuses_bad_policies() -> None:
+    core = _CORE.SutCore(4, 1_000_000)  # type: ignore[union-attr]
+    assert (core.max_batch_size, core.max_wait_ns, core.issued, core.completed, core.pending) == (4, 1_000_000, 0, 0, 0)
+    assert isinstance(core.handle(), int) and core.handle() != 0
+    core.abort()  # nothing queued: nothing answered
+    assert core.aborted and core.completed == 0
+    core.close()
+    assert core.next_batch() is None  # closed and empty: a worker ends at once
+    with pytest.raises(ValueError, match="max_batch_size must be >= 1"):
+        _CORE.SutCore(0)  # type: ignore[union-attr]
+    with pytest.raises(ValueError, match="max_wait_ns must be >= 0"):
+        _CORE.SutCore(1, -1)  # type: ignore[union-attr]
+
+
 def test_native_where_unavailable_is_one_line_and_exit_code_2(run_cli_in_process, monkeypatch) -> None:
     import harness.sut.choice as choice
 
