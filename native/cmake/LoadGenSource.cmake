@@ -69,6 +69,7 @@ if(LOADGEN_SOURCE_DIR)
   execute_process(
     COMMAND "${Python_EXECUTABLE}" "${HARNESS_LOADGEN_DIR}/version_generator.py"
             "${HARNESS_LOADGEN_GENERATED_DIR}/version_generated.cc" "${HARNESS_LOADGEN_DIR}"
+    WORKING_DIRECTORY "${HARNESS_LOADGEN_DIR}"  # its `git status -s -uno .` means loadgen/, as in setup.py
     RESULT_VARIABLE rc)
   if(NOT rc EQUAL 0)
     message(FATAL_ERROR "LoadGen's version_generator.py failed (${rc}) in ${HARNESS_LOADGEN_DIR}")
@@ -130,6 +131,7 @@ else()
     execute_process(
       COMMAND "${Python_EXECUTABLE}" "${HARNESS_LOADGEN_DIR}/version_generator.py"
               "${HARNESS_LOADGEN_VERSION_CC}" "${HARNESS_LOADGEN_DIR}"
+      WORKING_DIRECTORY "${HARNESS_LOADGEN_DIR}"
       RESULT_VARIABLE rc)
     if(NOT rc EQUAL 0)
       message(FATAL_ERROR "LoadGen's version_generator.py failed (${rc}) in ${HARNESS_LOADGEN_DIR}")
