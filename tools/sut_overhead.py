@@ -194,17 +194,17 @@ class Bench:
 
     # offline ---------------------------------------------------------------------------------------------
     def offline(self) -> None:
-        """--offline-repeats runs per SUT, the SUTs interleaved; the figure is the median of the VALID runs."""
+        """--offline-repeats rounds of the fake backend's own loop and a run per SUT, interleaved; each figure is
+        the median of its rounds (of the VALID runs for a SUT)."""
         a = self.args
         for latency in a.latencies_ms:
             cond = f"fake {latency:g} ms/batch, batch {a.batch_size}"
-            self.offline_raw[latency] = self.fake_raw_loop(latency)
-            figure = f"{self.offline_raw[latency]:,.0f} (the backend's generate alone)"
-            self.rows.append(Row("Offline samples/s", cond, "raw loop", figure, "-"))
+            own: list[float] = []
             expected = {kind: a.offline_start_qps for kind in self.makers}
             valid: dict[str, list[float]] = {kind: [] for kind in self.makers}
             verdicts: dict[str, set[str]] = {kind: set() for kind in self.makers}
             for _repeat in range(a.offline_repeats):
+                own.append(self.fake_raw_loop(latency))
                 for kind in self.makers:
                     for _attempt in range(4):
                         sets = [
@@ -224,6 +224,9 @@ class Bench:
                     verdicts[kind].add(r.verdict.label())
                     if r.verdict.valid and r.samples_per_s:
                         valid[kind].append(r.samples_per_s)
+            self.offline_raw[latency] = statistics.median(own)
+            figure = f"{self.offline_raw[latency]:,.0f} (median of {len(own)}: {_spread(own, 0)}; generate alone)"
+            self.rows.append(Row("Offline samples/s", cond, "raw loop", figure, "-"))
             for kind in a.kinds:
                 if kind not in self.makers:
                     self.not_measured("Offline samples/s", cond, kind)
