@@ -28,6 +28,8 @@ from harness.workers.in_process import Worker
 
 
 class NativeSystemUnderTest(SystemUnderTest):
+    """The Python SUT's worker side over the C++ core: `session()` hands LoadGen the core's handle."""
+
     def __init__(
         self,
         core_module: ModuleType,
