@@ -14,6 +14,7 @@ import io
 import json
 import logging
 import secrets
+import signal
 import socket
 import threading
 import time
@@ -495,5 +496,22 @@ def test_tiny_model_images_by_sample_index_equal_the_in_process_runs(
         finally:
             backend.close()
         assert server.stop() == 0
+    finally:
+        server.stop()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_while_loading_ends_the_server_with_130(harness_cache: Path, tmp_path: Path, sig: int) -> None:
+    server = start_serve(["--model", "tiny", "--backend", "diffusers-eager"], log_path=tmp_path / "serve.log")
+    try:
+        deadline = time.monotonic() + 60
+        while "listening on" not in server.log_text():
+            assert time.monotonic() < deadline and server.process.poll() is None, server.log_text()
+            time.sleep(0.02)
+        server.process.send_signal(sig)
+        assert server.process.wait(60) == 130, server.log_text()
+        assert "error: interrupted while loading" in server.log_text()
+        assert "http://127.0.0.1" not in server.log_text().replace("listening on http://127.0.0.1", "")
     finally:
         server.stop()

@@ -17,6 +17,7 @@ import os
 import signal
 import socket
 import sys
+import threading
 import time
 from types import FrameType
 from typing import TYPE_CHECKING
@@ -97,8 +98,14 @@ def main(argv: list[str] | None = None) -> int:
     return _serve(cfg, sock, args.host, api_key)
 
 
+_stop_requested = threading.Event()
+
+
 def _interrupt(signum: int, frame: FrameType | None) -> None:
-    raise KeyboardInterrupt  # SIGTERM stops the server as Ctrl-C does
+    # SIGTERM stops the server as Ctrl-C does. The event too: a library's bare `except:` around an import
+    # (seen while the model loads) can swallow the KeyboardInterrupt; the event is checked once loading ends.
+    _stop_requested.set()
+    raise KeyboardInterrupt
 
 
 def _force_exit(signum: int, frame: FrameType | None) -> None:
@@ -117,6 +124,7 @@ def _serve(cfg: RunConfig, sock: socket.socket, host: str, api_key: str) -> int:
     http = HttpServer(create_app(state, metrics, api_key), sock)
     url = url_of(sock, host)
     signals = (signal.SIGINT, signal.SIGTERM)
+    _stop_requested.clear()
     previous = {sig: signal.signal(sig, _interrupt) for sig in signals}
     workers: list[Worker] = []
     generator: Generator | None = None
@@ -128,6 +136,8 @@ def _serve(cfg: RunConfig, sock: socket.socket, host: str, api_key: str) -> int:
         )
         start = time.perf_counter()
         served, workers = load(cfg)
+        if _stop_requested.is_set():
+            raise KeyboardInterrupt
         generator = Generator(workers, served.policy, metrics)
         state.ready(served, generator)
         log.info(
@@ -141,8 +151,10 @@ def _serve(cfg: RunConfig, sock: socket.socket, host: str, api_key: str) -> int:
             ", bearer key required" if api_key else "",
         )
         print(url, flush=True)
-        while http.alive:
+        while http.alive and not _stop_requested.is_set():
             time.sleep(0.2)
+        if _stop_requested.is_set():
+            raise KeyboardInterrupt
         code = fail("the HTTP server stopped unexpectedly (see the log lines above)", 1)
     except KeyboardInterrupt:
         if generator is None:

@@ -17,7 +17,7 @@ from harness.config import RunConfig
 from harness.data.latents import LatentSource
 from harness.errors import ConfigError
 from harness.run.benchmark import _Phases, start_workers, validate_config
-from harness.run.model import batch_policy, direct_batch, prepare_inputs
+from harness.run.model import batch_policy, direct_batch, prepare_inputs, resolve_model_path
 from harness.sut.batcher import BatchPolicy
 from harness.workers.in_process import Worker
 
@@ -62,6 +62,8 @@ def check_config(cfg: RunConfig) -> None:
             "(sut.max_batch_size, sut.max_wait_ms); leave run.scenario unset"
         )
     validate_config(cfg)
+    if cfg.model.path:  # a missing folder is found now, not after the server has bound its port
+        resolve_model_path(cfg)
 
 
 def latents_sha256(latents: LatentSource, count: int) -> str:
