@@ -70,6 +70,9 @@ class HttpOptions:
     response_format: str = "raw"  # api=harness: "raw" (uint8 bytes) or "b64_json" (PNG); api=openai: b64_json
     ready_timeout_s: float = 0.0  # load(): how long to wait for a server still warming up (503); 0 = not at all
 
+    def __post_init__(self) -> None:
+        _check_options(self)  # when the configuration is read: a bad value is refused before anything slow
+
 
 @dataclass(frozen=True)
 class _Reply:
@@ -90,7 +93,6 @@ class HttpBackend:
     shared_by_threads = True
 
     def __init__(self, model: ModelSpec, options: HttpOptions) -> None:
-        _check_options(options)
         self.model = model
         self.options = options
         self.base_url = options.url.rstrip("/")

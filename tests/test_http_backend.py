@@ -65,13 +65,17 @@ def protocol_app(
     delay_s: float = 0.0,
     health: dict[str, Any] | None = None,
     key: str = "",
+    loading_s: float = 0.0,
 ) -> tuple[Starlette, list[dict[str, Any]]]:
     """The serve protocol with the fake backend's images (a function of sample_index); `status` other than
-    200 answers every generation but the first `ok_first` with that error, `delay_s` answers late. Returns
-    the app and the list of request bodies it received."""
+    200 answers every generation but the first `ok_first` with that error, `delay_s` answers late, /health
+    says "loading" (503) for the first `loading_s`. Returns the app and the list of request bodies it received."""
     received: list[dict[str, Any]] = []
+    started = time.monotonic()
 
     async def health_route(request: Request) -> Response:
+        if time.monotonic() - started < loading_s:
+            return JSONResponse({"status": "loading"}, 503)
         return JSONResponse({"status": "ready", "backend": "fake", **(health or TINY)})
 
     async def generate(request: Request) -> Response:
@@ -247,6 +251,19 @@ def test_a_server_with_another_model_is_refused() -> None:
         loaded(url)
 
 
+def test_load_waits_for_a_server_still_loading_only_when_asked() -> None:
+    app, _ = protocol_app(loading_s=0.6)
+    with serving(app) as url:
+        with pytest.raises(BackendError, match="not ready: GET .*/health answered 503"):
+            loaded(url)
+        backend = loaded(url, ready_timeout_s=10)
+        backend.warmup(batch((0,)))
+        backend.close()
+    # time to first image counts from the first contact, the server's loading included
+    first = backend.endpoint_stats().first_image_s
+    assert first is not None and first >= 0.3
+
+
 def test_an_unreachable_url_is_named() -> None:
     url = f"http://127.0.0.1:{free_port()}"
     with pytest.raises(BackendError, match=f"cannot reach the service at {url}"):
@@ -254,6 +271,13 @@ def test_an_unreachable_url_is_named() -> None:
 
 
 # -- runs through the CLI ---------------------------------------------------------------------------
+
+
+def test_a_bad_option_is_one_line_and_exit_2_before_anything_slow(run_cli_in_process: Any) -> None:
+    result = run_cli_in_process("--backend", "http", "--set", "backend.api=grpc")
+    assert result.returncode == 2
+    assert "backend.api must be one of harness, openai, got 'grpc'" in result.stderr
+    assert "prepare inputs" not in result.stderr
 
 
 def test_an_unreachable_url_ends_the_run_with_exit_2_before_loadgen(run_cli_in_process: Any) -> None:
@@ -480,3 +504,29 @@ def test_the_endpoint_record_round_trips_and_the_report_shows_it_for_http_runs_o
     (overview, split) = section.tables
     assert overview.rows[0]["responses_by_status"] == "200: 4, 500: 1"
     assert [row["share_of_mean"] for row in split.rows] == [1.0, 0.4]
+
+
+@pytest.mark.slow
+def test_compare_puts_an_in_process_backend_and_an_endpoint_side_by_side(
+    harness_cache: Any, tmp_path: Any, fake_server: str
+) -> None:
+    """compare's LABEL=BACKEND and --backend-set LABEL:KEY=VALUE: no change to compare was needed."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.serve_fixture import ROOT
+
+    args = ["--backends", "fake,endpoint=http", "--reference", "fake", "--scenario", "Offline"]
+    args += ["--backend-set", f"endpoint:backend.url={fake_server}", "--parity-samples", "4"]
+    args += ["--set", "loadgen.min_duration_ms=1000", "--output-dir", str(tmp_path)]
+    env = {**os.environ, "HARNESS_CACHE_DIR": str(harness_cache), "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run(
+        [sys.executable, "-m", "harness", "compare", *args], capture_output=True, text=True, env=env, timeout=300
+    )
+    assert proc.returncode == 0, proc.stderr
+    (compare_json,) = tmp_path.glob("*/compare.json")
+    rows = {r["backend"]: r for r in json.loads(compare_json.read_text())["results"]}
+    assert rows["endpoint"]["status"] == "ok" and rows["endpoint"]["device"] == "remote"
+    assert "server_generate" in rows["endpoint"]["timing"]["stages"]
+    assert rows["endpoint"]["parity"]["identical"] is True  # the fake images, a function of the sample index
