@@ -231,18 +231,21 @@ def test_an_image_by_sample_index_equals_the_in_process_backends(
     assert np.array_equal(np.asarray(Image.open(io.BytesIO(base64.b64decode(png["b64_json"])))), in_process[0])
 
 
-def test_concurrent_requests_share_a_server_side_batch(client: httpx.Client, url: str) -> None:
+def test_concurrent_requests_share_a_server_side_batch(client: httpx.Client, url: str, reference: Any) -> None:
+    _, backend = reference
     batches_before, singles_before = batch_histogram(client)
     together = threading.Barrier(8)  # the eight requests leave at once, well within sut.max_wait_ms (100 ms)
 
-    def one(i: int) -> int:
+    def one(i: int) -> bool:
         with httpx.Client(base_url=url, timeout=30) as c:
             together.wait(timeout=30)
-            return post(c, {"prompt": f"prompt {i}", "response_format": "raw"}).status_code
+            r = post(c, {"prompt": f"prompt {i}", "sample_index": i, "response_format": "raw"})
+            assert r.status_code == 200, r.text
+            return r.content == backend.image_for(i, 64, 64).tobytes()  # its own image, out of a shared batch
 
     with concurrent.futures.ThreadPoolExecutor(8) as pool:
-        codes = list(pool.map(one, range(8)))
-    assert codes == [200] * 8
+        own_images = list(pool.map(one, range(8)))
+    assert own_images == [True] * 8
     batches, singles = batch_histogram(client)
     new_batches, new_singles = batches - batches_before, singles - singles_before
     assert 1 <= new_batches < 8  # eight images in fewer batches

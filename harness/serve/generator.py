@@ -131,14 +131,14 @@ class Generator:
 
     def _run_batch(self, worker: Worker, batch: list[QueuedQuery], pending: list[_Pending]) -> None:
         items = [p.item for p in pending]
-        prompt_batch = PromptBatch(
-            sample_indices=tuple(i.label for i in items),
-            prompts=tuple(i.prompt for i in items),
-            negative_prompts=tuple(i.negative_prompt for i in items),
-            latents=np.ascontiguousarray(np.concatenate([i.latent for i in items])),
-        )
         start_ns = time.perf_counter_ns()
-        try:
+        try:  # everything that can raise answers this batch's requests
+            prompt_batch = PromptBatch(
+                sample_indices=tuple(i.label for i in items),
+                prompts=tuple(i.prompt for i in items),
+                negative_prompts=tuple(i.negative_prompt for i in items),
+                latents=np.ascontiguousarray(np.concatenate([i.latent for i in items])),
+            )
             images = worker.run(prompt_batch).images
             if images.shape[0] != len(items):
                 raise RuntimeError(f"the backend returned {images.shape[0]} images for a batch of {len(items)}")
