@@ -167,6 +167,8 @@ def _reader_main(args: argparse.Namespace) -> int:
             log = work / f"mlperf_log_accuracy_{count}.json"
             start = time.perf_counter()
             write_accuracy_log(log, _random_images(count, args.size))
+            with log.open("rb") as f:
+                os.fsync(f.fileno())  # the log's writeback is done before the timed reads start
             size = log.stat().st_size
             print(f"wrote {log.name}: {count} images, {size / 1e9:.2f} GB ({time.perf_counter() - start:.0f} s)")
             digests = set()
