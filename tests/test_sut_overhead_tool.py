@@ -5,10 +5,13 @@ exit 2."""
 from __future__ import annotations
 
 import re
+import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from harness.sut.python_sut import SystemUnderTest
 from tools import sut_overhead
 from tools.sut_overhead_trace import ClockPair, issue_delay
 
@@ -94,3 +97,25 @@ def test_bad_flags_exit_2_with_one_line(argv: list[str], capsys: pytest.CaptureF
     assert exc.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err and "error:" in err[-1]
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")  # the thread's death is the point
+def test_a_worker_thread_that_dies_ends_the_tool_with_the_reason(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An error in the SUT's own completion code (outside the backend call) kills its worker thread; the tool
+    must end with that reason, not wait for LoadGen for ever."""
+    original = SystemUnderTest._complete
+
+    def complete_then_raise(self: SystemUnderTest, queries: Any, images: Any) -> None:
+        original(self, queries, images)  # LoadGen has its answers: only the thread dies
+        if images is not None:
+            raise RuntimeError("injected: completion bookkeeping failed")
+
+    monkeypatch.setattr(SystemUnderTest, "_complete", complete_then_raise)
+    argv = ["--parts", "offline", "--kinds", "python", "--latencies-ms", "0", "--offline-duration-ms", "200"]
+    start = time.perf_counter()
+    assert sut_overhead.main([*argv, "--offline-repeats", "1"]) == 1
+    assert time.perf_counter() - start < 10
+    err = capsys.readouterr().err
+    assert "error: the Offline run in " in err and "RuntimeError: injected: completion bookkeeping failed" in err

@@ -115,15 +115,41 @@ class LoadGenRun:
     trace: Path | None = None
 
 
+class RunFailed(RuntimeError):
+    def __init__(self, message: str, loadgen_alive: bool) -> None:
+        super().__init__(message)
+        self.loadgen_alive = loadgen_alive  # LoadGen's thread still runs: the process must end hard
+
+
+def _guard_worker_threads(sut: Any, died: list[str]) -> None:
+    """A worker thread that raises outside the backend call (in the SUT's own completion code) would die and
+    leave LoadGen waiting for ever: note why, and abort the SUT so that every query is answered and the run
+    ends (drive_loadgen then stops after sut.drain_timeout_s at most)."""
+    pull_and_run = sut._pull_and_run
+
+    def guarded(worker: Worker) -> None:
+        try:
+            pull_and_run(worker)
+        except BaseException as exc:
+            died.append(f"{type(exc).__name__}: {exc}")
+            sut.abort()
+            raise
+
+    setattr(sut, "_pull_and_run", guarded)  # noqa: B010 (an instance attribute over the method, this run only)
+
+
 def run_loadgen(cfg: RunConfig, inputs: RunInputs, backend: Backend, make: SutMaker, out: Path) -> LoadGenRun:
     out.mkdir(parents=True, exist_ok=True)
     enqueues: EnqueueLog = []
+    died: list[str] = []
     sut = make(inputs.qsl, batch_policy(cfg), [InProcessWorker(backend)], enqueues)
+    _guard_worker_threads(sut, died)
     before = ClockPair.read()
     outcome = drive_loadgen(cfg, sut, inputs.qsl, build_test_settings(cfg), out, progress=None)
     after = ClockPair.read()
-    if sut.failure is not None or outcome.loadgen_alive:
-        raise RuntimeError(f"the LoadGen run in {out} failed: {sut.failure}")
+    if sut.failure is not None or died or outcome.loadgen_alive:
+        why = sut.failure.message() if sut.failure is not None else (died[0] if died else "LoadGen did not end")
+        raise RunFailed(f"the {cfg.run.scenario} run in {out} failed: {why}", outcome.loadgen_alive)
     detail = read_detail_log(out / "mlperf_log_detail.txt")
     trace = out / "mlperf_log_trace.json"
     sps = detail.samples_per_second(cfg.run.scenario)
@@ -294,16 +320,21 @@ class Bench:
 
     # issue delay -----------------------------------------------------------------------------------------
     def issue_delay(self) -> None:
-        """--issue-repeats runs per condition, interleaved (repeat, hold, kind), their queries pooled: one stall
-        of a loaded machine then weighs less in a p99."""
+        """--issue-repeats runs per condition, interleaved (repeat, condition, kind), their queries pooled: one
+        stall of a loaded machine then weighs less in a p99. With --sleep-control, each GIL hold also runs as a
+        sleep of the same length (the same time per batch, no Python running): what the hold's CPU use alone
+        does to LoadGen's issue thread on this machine, as against the GIL."""
         a = self.args
-        pooled: dict[tuple[float, str], list[IssueDelay]] = {}
-        verdicts: dict[tuple[float, str], list[str]] = {}
+        conditions = [(a.issue_latency_ms, hold) for hold in a.gil_hold_ms]  # (sleep ms, GIL hold ms) per batch
+        if a.sleep_control:
+            conditions += [(a.issue_latency_ms + hold, 0.0) for hold in a.gil_hold_ms if hold > 0]
+        pooled: dict[tuple[float, float, str], list[IssueDelay]] = {}
+        verdicts: dict[tuple[float, float, str], list[str]] = {}
         for _repeat in range(a.issue_repeats):
-            for hold in a.gil_hold_ms:
+            for sleep, hold in conditions:
                 for kind in (k for k in a.kinds if k in self.makers):
                     sets = [
-                        f"backend.latency_ms={a.issue_latency_ms}",
+                        f"backend.latency_ms={sleep}",
                         f"backend.gil_hold_ms={hold}",
                         f"loadgen.server_target_qps={a.issue_qps}",
                         f"loadgen.server_target_latency_ns={int(a.issue_target_latency_ms * 1e6)}",
@@ -313,19 +344,20 @@ class Bench:
                         "profile.loadgen_trace=true",
                     ]
                     r = self.run(self.fake_config("Server", sets), kind)
-                    verdicts.setdefault((hold, kind), []).append(r.verdict.label())
+                    verdicts.setdefault((sleep, hold, kind), []).append(r.verdict.label())
                     if r.trace is None or r.clocks is None:
-                        raise RuntimeError(f"LoadGen wrote no trace for the issue-delay run ({hold} ms, {kind})")
-                    pooled.setdefault((hold, kind), []).append(issue_delay(r.trace, r.enqueues, r.clocks))
-        for hold in a.gil_hold_ms:
-            cond = f"Server {a.issue_qps:g} QPS, fake {a.issue_latency_ms:g} ms + GIL held {hold:g} ms/batch"
+                        raise RunFailed(f"LoadGen wrote no trace for the issue-delay run ({sets}, {kind})", False)
+                    pooled.setdefault((sleep, hold, kind), []).append(issue_delay(r.trace, r.enqueues, r.clocks))
+        for sleep, hold in conditions:
+            cond = f"Server {a.issue_qps:g} QPS, fake {sleep:g} ms sleep + GIL held {hold:g} ms/batch"
             for kind in a.kinds:
                 if kind not in self.makers:
                     self.not_measured("issue delay", cond, kind)
                     continue
-                runs, verdict = pooled[(hold, kind)], ", ".join(sorted(set(verdicts[(hold, kind)])))
+                runs, verdict = pooled[(sleep, hold, kind)], ", ".join(sorted(set(verdicts[(sleep, hold, kind)])))
                 total, sut = _pool(runs, "total_ms"), _pool(runs, "sut_ms")
-                self.issue_p99[(hold, kind)] = (pct(total, 99), pct(sut, 99))
+                if sleep == a.issue_latency_ms:
+                    self.issue_p99[(hold, kind)] = (pct(total, 99), pct(sut, 99))
                 clocks = max(d.alignment_us for d in runs)
                 parts = [
                     ("issue delay", total, f" over {len(total)} in {len(runs)} runs (clocks +-{clocks:.1f} us)"),
@@ -376,7 +408,7 @@ class Bench:
                     continue
                 run = run_loadgen(cfg, inputs, backend, self.makers[who], self.work / f"raw-{who}-{r}")
                 if run.samples_per_s is None:
-                    raise RuntimeError(f"the {who} SUT's Offline run gave no samples/s")
+                    raise RunFailed(f"the {who} SUT's Offline run gave no samples/s", False)
                 sps[who].append(run.samples_per_s)
                 verdicts[who].add(run.verdict.label())
         backend.close()
@@ -421,6 +453,7 @@ def conditions(args: argparse.Namespace, makers: dict[str, SutMaker], missing: d
     if lg.origin == "source-build":
         what = f"sha256 {lg.sdist_sha256[:16]}..." if lg.sdist_sha256 else (lg.source_git or "")
         built = f", from {lg.source_kind} {what}, {lg.compiler}, {lg.build_type}"
+    controls = ", with sleep controls" if args.sleep_control else ""
     core = native_core()[0] if "native" in makers else None
     measured = [f"{k} (measured{f', {core.__file__}' if k == 'native' and core else ''})" for k in makers]
     sut_kinds = ", ".join(measured + [f"{k} (NOT measured: {why})" for k, why in missing.items()])
@@ -433,7 +466,7 @@ def conditions(args: argparse.Namespace, makers: dict[str, SutMaker], missing: d
         f"{args.batch_size}, Server max wait {args.max_wait_ms:g} ms",
         f"durations: Offline >= {args.offline_duration_ms} ms x {args.offline_repeats} runs per SUT; Server search "
         f"{args.server_steps} runs of >= {args.server_duration_ms} ms and {args.server_min_queries} queries; issue "
-        f"delay {args.issue_repeats} runs of >= {args.issue_duration_ms} ms per condition (p99 target "
+        f"delay {args.issue_repeats} runs of >= {args.issue_duration_ms} ms per condition{controls} (p99 target "
         f"{args.issue_target_latency_ms:g} ms); raw loop: {args.raw_model}, {args.raw_samples} samples x "
         f"{args.raw_rounds} rounds",
     ]
@@ -532,6 +565,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--issue-qps", type=float, default=200.0)
     p.add_argument("--issue-latency-ms", type=float, default=1.0)
     p.add_argument("--issue-duration-ms", type=int, default=3000)
+    p.add_argument("--sleep-control", action="store_true", help="issue-delay part: each GIL hold also as a sleep")
     p.add_argument("--issue-repeats", type=int, default=3, help="issue-delay runs per condition, pooled")
     p.add_argument("--issue-target-latency-ms", type=float, default=100.0, help="issue-delay runs: p99 target")
     p.add_argument("--raw-model", default="tiny")
@@ -581,6 +615,12 @@ def main(argv: list[str] | None = None) -> int:
         except HarnessError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
+        except RunFailed as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            if exc.loadgen_alive:
+                sys.stderr.flush()
+                os._exit(1)
+            return 1
     load_after = os.getloadavg()
     print("conditions:")
     for line in conditions(args, makers, missing):
