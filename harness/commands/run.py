@@ -157,7 +157,11 @@ def main(argv: list[str] | None = None) -> int:
         if accuracy.get("verdict") == "ERROR":
             print(f"error: accuracy: {accuracy.get('error')}", file=sys.stderr)
         else:
-            print(verdict_line(dict(accuracy)))
+            line = verdict_line(dict(accuracy))
+            endpoint = result.summary.endpoint
+            if endpoint is not None and not endpoint.comparable_with_mlperf_accuracy:
+                line += f" (not comparable with MLPerf accuracy: {endpoint.not_comparable_reason or 'the endpoint'})"
+            print(line)
     if result.failure is not None:
         print(f"error: {result.failure.message()}", file=sys.stderr)
         print(f"logs kept in {run_dir}", file=sys.stderr)

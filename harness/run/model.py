@@ -25,7 +25,8 @@ from harness.sut.batcher import BatchPolicy
 
 log = logging.getLogger(__name__)
 
-BACKENDS_WITHOUT_WEIGHTS = {"fake"}
+# no local weights: the fake backend runs no model, the http backend asks a service that has its own
+BACKENDS_WITHOUT_WEIGHTS = {"fake", "http"}
 
 
 def resolve_model_path(cfg: RunConfig) -> str:
