@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib
 import sys
 
+import harness.loadgen.module  # noqa: F401  (T2I_HARNESS_LOADGEN is checked before any command makes a folder)
 from harness.commands import subcommands
 
 DEFAULT_COMMAND = "run"

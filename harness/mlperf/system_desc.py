@@ -64,7 +64,14 @@ def capture_machine(manifest: dict[str, Any]) -> dict[str, Any]:
     stack = [f"Python {host.get('python') or platform.python_version()}"]
     if host.get("cuda"):
         stack.append(f"CUDA {host['cuda']}")
-    stack += [f"{name} {libs[name]}" for name in ("mlcommons-loadgen", "transformers", "numpy") if name in libs]
+    # the LoadGen that ran: a source build (native/, docs/native.md) or the wheel, as the manifest recorded it
+    build = (manifest.get("loadgen") or {}).get("build") or {}
+    if build.get("version"):
+        how = "source build" if build.get("origin") == "source-build" else "wheel"
+        stack.append(f"mlcommons-loadgen {build['version']} ({how})")
+    elif "mlcommons-loadgen" in libs:
+        stack.append(f"mlcommons-loadgen {libs['mlcommons-loadgen']}")
+    stack += [f"{name} {libs[name]}" for name in ("transformers", "numpy") if name in libs]
     git = manifest.get("git", {})
     stack.append(f"t2i-harness {manifest.get('harness_version', '?')} ({str(git.get('commit', 'unknown'))[:12]})")
     out["other_software_stack"] = ", ".join(stack)

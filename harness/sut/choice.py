@@ -9,6 +9,7 @@ which must be the one running the test; the wheel's mlperf_loadgen carries a pri
 from __future__ import annotations
 
 import importlib
+import logging
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from types import ModuleType
@@ -22,6 +23,8 @@ from harness.sut.python_sut import ImageHook, SystemUnderTest
 from harness.workers.in_process import Worker
 
 CORE_MODULE = "harness_native._sut_core"
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -59,6 +62,8 @@ def choose_sut(requested: str) -> SutChoice:
         return SutChoice("native", requested, reason)
     if requested == "native":
         raise ConfigError(f"sut.kind=native is not available here: {reason}; use sut.kind=python or auto")
+    # Where the install built no native parts (no C++ compiler) this is the one place a run says so.
+    log.info("sut.kind=auto: the Python SUT, because %s", reason)
     return SutChoice("python", requested, reason)
 
 
