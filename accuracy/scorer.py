@@ -353,6 +353,8 @@ def write_report(
             "entries": scores.log.entries,
             "duplicates": scores.log.duplicates,
             "differing_duplicates": scores.log.differing_duplicates,
+            "decoder": scores.log.decoder,  # native (harness_native._accuracy_log) or python
+            "python_from_byte": scores.log.python_from_byte,
         },
         "scorer": identity,
         "compliance_images": scores.compliance,
