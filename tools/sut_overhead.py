@@ -25,11 +25,8 @@ measured, with that reason, and nothing is estimated in its place.
 from __future__ import annotations
 
 import argparse
-import functools
 import logging
 import os
-import platform
-import shutil
 import statistics
 import sys
 import tempfile
@@ -37,139 +34,26 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
-from backends.base import Backend
 from harness.config import RunConfig, resolve_config
-from harness.data.qsl import QuerySampleLibrary
 from harness.errors import HarnessError
-from harness.loadgen.logs import DetailLog, Verdict, read_detail_log
-from harness.loadgen.module import loadgen_build
-from harness.loadgen.settings import build_test_settings
-from harness.run.benchmark import drive_loadgen
-from harness.run.model import RunInputs, batch_policy, direct_batch, latent_shape, make_backend, prepare_inputs
-from harness.sut.batcher import BatchPolicy
-from harness.sut.choice import SutChoice, make_sut, native_core
-from harness.workers.in_process import InProcessWorker, Worker
-from tools.sut_overhead_trace import ClockPair, IssueDelay, issue_delay
+from harness.loadgen.logs import Verdict
+from harness.run.model import RunInputs, direct_batch, latent_shape, make_backend, prepare_inputs
+from tools.sut_overhead_report import Row, conditions, table, targets
+from tools.sut_overhead_run import LoadGenRun, RunFailed, SutMaker, run_loadgen, sut_makers
+from tools.sut_overhead_trace import IssueDelay, issue_delay
 
 PARTS = ("offline", "server", "issue-delay", "raw")
 KINDS = ("python", "native")
-# "Unchanged" for the native issue-delay target: the p99 at every GIL hold within this of the p99 at none.
-# A GIL wait would add up to the interpreter's switch interval (5 ms); 0.1 ms is far below that.
-UNCHANGED_MS = 0.1
-
-
-# 1. The SUTs -------------------------------------------------------------------------------------------------
-EnqueueLog = list[tuple[int, int]]  # (sample index, enqueue CLOCK_MONOTONIC ns), noted when a worker pulls it
-
-
-SutMaker = Callable[[QuerySampleLibrary, BatchPolicy, Sequence[Worker], EnqueueLog], Any]
-
-
-def _note_enqueues(sut: Any, log: EnqueueLog) -> Any:
-    """Note each query's (sample index, enqueue ns) as a worker pulls its batch, through the worker-side hooks
-    both SUTs share (`_next_batch`, `_batch_indices`, `_batch_enqueued_ns`): off LoadGen's issue thread."""
-    pull = sut._next_batch
-
-    def next_batch() -> Any:
-        batch = pull()
-        if batch is not None:
-            log.extend(zip(sut._batch_indices(batch), sut._batch_enqueued_ns(batch), strict=True))
-        return batch
-
-    setattr(sut, "_next_batch", next_batch)  # noqa: B010 (an instance attribute over the method, this run only)
-    return sut
-
-
-def _chosen_sut(
-    picked: SutChoice, qsl: QuerySampleLibrary, policy: BatchPolicy, workers: Sequence[Worker], log: EnqueueLog
-) -> Any:
-    return _note_enqueues(make_sut(picked, qsl, policy, workers), log)
-
-
-def sut_makers(kinds: Sequence[str]) -> tuple[dict[str, SutMaker], dict[str, str]]:
-    """The SUTs this process can run (harness/sut/choice.py decides, as for a run), and for the others why not."""
-    makers: dict[str, SutMaker] = {}
-    missing: dict[str, str] = {}
-    for kind in kinds:
-        core, reason = native_core()
-        if kind == "native" and core is None:
-            missing[kind] = reason
-            continue
-        picked = SutChoice(kind, kind, reason if kind == "native" else "sut.kind=python")
-        makers[kind] = functools.partial(_chosen_sut, picked)
-    return makers, missing
-
-
-# 2. One LoadGen run ------------------------------------------------------------------------------------------
-@dataclass
-class LoadGenRun:
-    detail: DetailLog
-    verdict: Verdict
-    samples_per_s: float | None
-    enqueues: EnqueueLog = field(default_factory=list)
-    clocks: tuple[ClockPair, ClockPair] | None = None
-    trace: Path | None = None
-
-
-class RunFailed(RuntimeError):
-    def __init__(self, message: str, loadgen_alive: bool) -> None:
-        super().__init__(message)
-        self.loadgen_alive = loadgen_alive  # LoadGen's thread still runs: the process must end hard
-
-
-def _guard_worker_threads(sut: Any, died: list[str]) -> None:
-    """A worker thread that raises outside the backend call (in the SUT's own completion code) would die and
-    leave LoadGen waiting for ever: note why, and abort the SUT so that every query is answered and the run
-    ends (drive_loadgen then stops after sut.drain_timeout_s at most)."""
-    pull_and_run = sut._pull_and_run
-
-    def guarded(worker: Worker) -> None:
-        try:
-            pull_and_run(worker)
-        except BaseException as exc:
-            died.append(f"{type(exc).__name__}: {exc}")
-            sut.abort()
-            raise
-
-    setattr(sut, "_pull_and_run", guarded)  # noqa: B010 (an instance attribute over the method, this run only)
-
-
-def run_loadgen(cfg: RunConfig, inputs: RunInputs, backend: Backend, make: SutMaker, out: Path) -> LoadGenRun:
-    out.mkdir(parents=True, exist_ok=True)
-    enqueues: EnqueueLog = []
-    died: list[str] = []
-    sut = make(inputs.qsl, batch_policy(cfg), [InProcessWorker(backend)], enqueues)
-    _guard_worker_threads(sut, died)
-    before = ClockPair.read()
-    outcome = drive_loadgen(cfg, sut, inputs.qsl, build_test_settings(cfg), out, progress=None)
-    after = ClockPair.read()
-    if sut.failure is not None or died or outcome.loadgen_alive:
-        why = sut.failure.message() if sut.failure is not None else (died[0] if died else "LoadGen did not end")
-        raise RunFailed(f"the {cfg.run.scenario} run in {out} failed: {why}", outcome.loadgen_alive)
-    detail = read_detail_log(out / "mlperf_log_detail.txt")
-    trace = out / "mlperf_log_trace.json"
-    sps = detail.samples_per_second(cfg.run.scenario)
-    return LoadGenRun(detail, detail.verdict(), sps, enqueues, (before, after), trace if trace.is_file() else None)
 
 
 def pct(values: Sequence[float], q: float) -> float:
     return float(np.percentile(np.asarray(values), q))
 
 
-# 3. The parts ------------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Row:
-    part: str
-    condition: str
-    sut: str
-    figure: str
-    verdict: str  # LoadGen's verdict on the run behind the figure; "-" where no LoadGen ran
-
-
+# 1. The parts ------------------------------------------------------------------------------------------------
 @dataclass
 class Bench:
     args: argparse.Namespace
@@ -439,92 +323,7 @@ def _spread(values: Sequence[float], digits: int = 3) -> str:
     return f"min {min(values):,.{digits}f}, max {max(values):,.{digits}f}"
 
 
-# 4. Conditions, table, targets ---------------------------------------------------------------------------------
-def conditions(args: argparse.Namespace, makers: dict[str, SutMaker], missing: dict[str, str]) -> list[str]:
-    cpu = "unknown CPU"
-    try:
-        cpu = next(
-            ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines() if "model name" in ln
-        )
-    except (OSError, StopIteration):
-        pass
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    gpu = "nvidia-smi present" if shutil.which("nvidia-smi") else "none (no nvidia-smi)"
-    lg = loadgen_build()
-    built = ""
-    if lg.origin == "source-build":
-        what = f"sha256 {lg.sdist_sha256[:16]}..." if lg.sdist_sha256 else (lg.source_git or "")
-        built = f", from {lg.source_kind} {what}, {lg.compiler}, {lg.build_type}"
-    controls = ", with sleep controls" if args.sleep_control else ""
-    core = native_core()[0] if "native" in makers else None
-    measured = [f"{k} (measured{f', {core.__file__}' if k == 'native' and core else ''})" for k in makers]
-    sut_kinds = ", ".join(measured + [f"{k} (NOT measured: {why})" for k, why in missing.items()])
-    return [
-        f"machine: {platform.node()}, {cpu}, {cores} cores usable, GPU: {gpu}, {platform.platform()}",
-        f"python {platform.python_version()}, GIL switch interval {sys.getswitchinterval() * 1e3:g} ms",
-        f"LoadGen: {lg.origin} {lg.version} @ {lg.git_revision}{built} ({lg.module_path})",
-        f"SUT kinds: {sut_kinds}",
-        f"parts: {', '.join(args.parts)}; fake backend {args.image_px}x{args.image_px} images, batch "
-        f"{args.batch_size}, Server max wait {args.max_wait_ms:g} ms",
-        f"durations: Offline >= {args.offline_duration_ms} ms x {args.offline_repeats} runs per SUT; Server search "
-        f"{args.server_steps} runs of >= {args.server_duration_ms} ms and {args.server_min_queries} queries; issue "
-        f"delay {args.issue_repeats} runs of >= {args.issue_duration_ms} ms per condition{controls} (p99 target "
-        f"{args.issue_target_latency_ms:g} ms); raw loop: {args.raw_model}, {args.raw_samples} samples x "
-        f"{args.raw_rounds} rounds",
-    ]
-
-
-def table(rows: Sequence[Row]) -> list[str]:
-    header = Row("part", "condition", "SUT", "figure", "LoadGen verdict")
-    cells = [(r.part, r.condition, r.sut, r.figure, _clip(r.verdict, 100)) for r in [header, *rows]]
-    cols = list(zip(*cells, strict=True))
-    widths = [max(len(c) for c in col) for col in cols[:-1]]
-    return [
-        "  ".join(c.ljust(w) for c, w in zip(line, widths, strict=False)) + "  " + line[-1]
-        for line in zip(*cols, strict=True)
-    ]
-
-
-def _clip(text: str, width: int) -> str:
-    return text if len(text) <= width else text[: width - 3] + "..."
-
-
-def targets(bench: Bench) -> list[str]:
-    out = []
-    lat0 = min(bench.args.latencies_ms, default=0.0)
-    py, na = bench.offline_sps.get((lat0, "python")), bench.offline_sps.get((lat0, "native"))
-    ceiling = "not measured" if py is None or na is None else f"{na / py:.2f}x: {'met' if na >= 5 * py else 'NOT met'}"
-    if py is not None and lat0 in bench.offline_raw:  # what the backend alone allows, whatever the SUT
-        own = bench.offline_raw[lat0]
-        ceiling += f"; the backend's own loop: {own:,.0f}/s = {own / py:.2f}x Python's, the most any SUT could reach"
-        if na is not None:
-            cost_py, cost_na = 1e6 / py - 1e6 / own, 1e6 / na - 1e6 / own
-            ceiling += f"; us/sample beyond the backend: Python {cost_py:.1f}, native {cost_na:.1f}"
-    out.append(f"native Offline ceiling >= 5x Python's (fake {lat0:g} ms, VALID runs): {ceiling}")
-    holds = sorted(h for h, k in bench.issue_p99 if k == "native")
-    for i, what in enumerate(("issue-delay p99", "issue-delay p99, SUT's part")):
-        if not holds or holds[0] != 0 or len(holds) < 2:
-            out.append(f"native {what} unchanged by gil_hold_ms: not measured")
-            continue
-        base = bench.issue_p99[(0, "native")][i]
-        held = ", ".join(f"{bench.issue_p99[(h, 'native')][i]:.3f} at {h:g} ms" for h in holds[1:])
-        worst = max(abs(bench.issue_p99[(h, "native")][i] - base) for h in holds[1:])
-        met = "met" if worst <= UNCHANGED_MS else "NOT met"
-        out.append(f"native {what} unchanged (within +-{UNCHANGED_MS} ms of {base:.3f} ms at 0 ms): {held}: {met}")
-    for kind in bench.args.kinds:
-        if kind not in bench.raw_ratio:
-            out.append(f"{kind} SUT within 1% of the raw loop: not measured")
-            continue
-        median, low, high = bench.raw_ratio[kind]
-        if high - low > 0.02:  # the rounds disagree by more than the target's width
-            verdict = f"not resolved here (median {median:.4f}, rounds {low:.4f}..{high:.4f})"
-        else:
-            verdict = f"median {median:.4f} ({low:.4f}..{high:.4f}): {'met' if median >= 0.99 else 'NOT met'}"
-        out.append(f"{kind} SUT within 1% of the raw loop (per-round ratios): {verdict}")
-    return out
-
-
-# 5. The command ------------------------------------------------------------------------------------------------
+# 2. The command ------------------------------------------------------------------------------------------------
 def _floats(text: str) -> list[float]:
     try:
         values = [float(v) for v in text.split(",") if v.strip()]
