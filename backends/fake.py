@@ -43,6 +43,10 @@ class FakeOptions:
     # running loop keeps it, handing it over only when another thread has waited the interpreter's switch
     # interval (sys.getswitchinterval(), 5 ms by default), which is what delays a Python SUT's issue_queries.
     gil_hold_ms: float = 0.0
+    # Hand back one batch of images made once per batch size (the first batch's): a null backend whose own
+    # cost is next to nothing, so that tools.sut_overhead sees the SUT's cost alone. Performance runs only:
+    # the images no longer follow the sample index.
+    reuse_images: bool = False
 
 
 class FakeBackend:
@@ -63,6 +67,7 @@ class FakeBackend:
         self.options = options
         self._calls = 0
         self._lock = threading.Lock()
+        self._reused: dict[int, np.ndarray] = {}  # batch size -> images, for reuse_images
 
     def load(self) -> None:
         pass
@@ -97,9 +102,14 @@ class FakeBackend:
             time.sleep(delay_s)
         if self.options.gil_hold_ms > 0:
             _run_python_for(self.options.gil_hold_ms)
+        if self.options.reuse_images and len(batch) in self._reused:
+            return ImageBatch(images=self._reused[len(batch)])
         h, w = self.model.height, self.model.width
-        images = np.stack([self.image_for(i, h, w) for i in batch.sample_indices])
-        return ImageBatch(images=np.ascontiguousarray(images))
+        images = np.ascontiguousarray(np.stack([self.image_for(i, h, w) for i in batch.sample_indices]))
+        if self.options.reuse_images:
+            images.flags.writeable = False  # shared by every batch of this size
+            self._reused.setdefault(len(batch), images)
+        return ImageBatch(images=images)
 
     def describe(self) -> dict[str, Any]:
         return {"backend": self.name, "device": "none", "dtype": "uint8", **asdict(self.options)}

@@ -68,3 +68,17 @@ def test_generate_lasts_at_least_the_hold() -> None:
 def test_a_bad_gil_hold_is_refused(bad: float) -> None:
     with pytest.raises(BackendError, match="gil_hold_ms must be a finite number >= 0"):
         FakeBackend(SPEC, FakeOptions(gil_hold_ms=bad))
+
+
+def test_reuse_images_hands_back_one_batch_made_once_per_size() -> None:
+    """backend.reuse_images, the null backend of tools.sut_overhead: the first batch's images, every time."""
+    backend = FakeBackend(SPEC, FakeOptions(reuse_images=True))
+    first = backend.generate(BATCH).images
+    other = PromptBatch((5, 6), ("c", "d"), ("", ""), np.zeros((2, 4, 2, 2), np.float32))
+    again = backend.generate(other).images
+    assert again is first and not first.flags.writeable
+    assert np.array_equal(first[0], FakeBackend.image_for(0, 8, 8))
+    single = PromptBatch((7,), ("e",), ("",), np.zeros((1, 4, 2, 2), np.float32))
+    assert backend.generate(single).images.shape[0] == 1
+    plain = FakeBackend(SPEC, FakeOptions())
+    assert np.array_equal(plain.generate(other).images[0], FakeBackend.image_for(5, 8, 8))

@@ -77,6 +77,7 @@ class Bench:
             f"sut.batch_size={a.batch_size}",
             f"sut.max_batch_size={a.batch_size}",
             f"sut.max_wait_ms={a.max_wait_ms}",
+            f"backend.reuse_images={'true' if a.reuse_images else 'false'}",
         ]
         cli = {"run.backend": "fake", "run.scenario": scenario, "run.mode": "performance"}
         cfg = resolve_config("tiny", None, cli, base)
@@ -108,7 +109,8 @@ class Bench:
         the median of its rounds (of the VALID runs for a SUT)."""
         a = self.args
         for latency in a.latencies_ms:
-            cond = f"fake {latency:g} ms/batch, batch {a.batch_size}"
+            reused = ", one image batch reused (null backend)" if a.reuse_images else ""
+            cond = f"fake {latency:g} ms/batch{reused}, batch {a.batch_size}"
             own: list[float] = []
             expected = {kind: a.offline_start_qps for kind in self.makers}
             valid: dict[str, list[float]] = {kind: [] for kind in self.makers}
@@ -355,6 +357,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--max-wait-ms", type=float, default=1.0, help="Server: the batcher's max wait")
     p.add_argument("--image-px", type=int, default=16, help="fake backend image height and width")
+    p.add_argument(
+        "--no-reuse-images",
+        dest="reuse_images",
+        action="store_false",
+        help="the fake backend draws each sample's image (about 20 us each) instead of handing back one batch made "
+        "once (backend.reuse_images, the null backend: the default)",
+    )
     p.add_argument("--offline-duration-ms", type=int, default=2000)
     p.add_argument("--offline-repeats", type=int, default=3, help="Offline runs per SUT and latency")
     p.add_argument("--offline-start-qps", type=float, default=2000.0, help="first offline_expected_qps")

@@ -177,9 +177,18 @@ class SystemUnderTest:
                 if result.stage_times_ns:
                     stats.batch_stages.append(dict(result.stage_times_ns))
                 stats.steps_ns.extend(getattr(result, "step_times_ns", ()))
-            self._complete(batch, images)
+            # A failure past the backend (the hand-back, or the image hook saving PNGs) must end the run too:
+            # this thread would die with it and LoadGen would wait for its queries forever.
+            try:
+                self._complete(batch, images)
+            except Exception as exc:
+                self._fail(worker, indices, exc)  # aborts; a query LoadGen never got ends by drain_timeout_s
+                continue
             if self.image_hook is not None:
-                self.image_hook(indices, images)
+                try:
+                    self.image_hook(indices, images)
+                except Exception as exc:
+                    self._fail(worker, indices, exc)
 
     # Where queries wait and how they are answered: the Python batcher and lg.QuerySamplesComplete here,
     # the C++ core in the native SUT. A batch is whatever `_next_batch` returns.
