@@ -13,12 +13,26 @@ ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("harness", "backends", "accuracy", "tools")
 
 
+# lint-imports on the tree at `root`: the editable install's import hook (scikit-build-core's redirecting
+# finder, ahead of PYTHONPATH on sys.meta_path) would hand it this checkout's packages instead of the copy's.
+_LINT = (
+    "import sys; "
+    "sys.meta_path[:] = [f for f in sys.meta_path if type(f).__name__ != 'ScikitBuildRedirectingFinder']; "
+    "sys.argv = ['lint-imports', '--no-cache']; "
+    "from importlinter.cli import lint_imports_command; sys.exit(lint_imports_command())"
+)
+
+
 def _lint_imports(root: Path) -> subprocess.CompletedProcess[str]:
-    lint = shutil.which("lint-imports", path=str(Path(sys.executable).parent))
-    if lint is None:
+    if shutil.which("lint-imports", path=str(Path(sys.executable).parent)) is None:
         pytest.skip("lint-imports is not installed (pip install -e '.[test]')")
     return subprocess.run(
-        [lint, "--no-cache"], cwd=root, capture_output=True, text=True, timeout=240, env={"PYTHONPATH": str(root)}
+        [sys.executable, "-c", _LINT],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        env={"PYTHONPATH": str(root)},
     )
 
 
