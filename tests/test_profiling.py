@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import torch
 
 from backends.stage_timer import StageTimer, set_annotations
@@ -76,6 +77,7 @@ def test_off_by_default_and_the_loadgen_trace_on_demand(run_cli_in_process) -> N
     assert run.summary()["profile"]["loadgen_trace"] == str(loadgen_trace)
 
 
+@pytest.mark.slow  # 25 s: a worker pool; the in-process trace test stays in the default set
 def test_each_worker_process_writes_its_own_trace(run_cli_in_process) -> None:
     run = run_cli_in_process(
         *FAST, "--set", "profile.trace=true", "--set", "profile.trace_batches=1", "--set", "workers.count=2"

@@ -46,6 +46,7 @@ def test_two_ray_actors_run_the_tiny_model(run_cli_in_process, ray_once: None, s
     assert summary["harness"]["pretokenized_samples"] > 0
 
 
+@pytest.mark.slow  # 12 s; a dying worker process ends a run in the default set (test_worker_pool)
 def test_a_dying_ray_actor_ends_the_run(run_cli) -> None:
     # a child process: LoadGen is still running when the run gives up, so the CLI exits the process hard
     run = run_cli(
@@ -70,6 +71,7 @@ def test_a_dying_ray_actor_ends_the_run(run_cli) -> None:
     assert run.summary()["failure"]["worker"] == "ray-worker-0"
 
 
+@pytest.mark.slow  # 11 s: a Ray start-up of its own; a Ray run stays in the default set
 def test_ray_start_up_logs_stay_off_stderr(run_cli) -> None:
     # a child process: `python -m harness` starting Ray itself, its start-up logs on the child's stderr
     run = run_cli("--backend", "fake", "--scenario", "Offline", *QUICK, "--set", "workers.count=1")

@@ -159,6 +159,7 @@ def test_retries_send_the_batch_to_another_worker(run_cli_in_process) -> None:
     assert summary["samples_completed"] == sum(w["samples"] for w in summary["workers"])
 
 
+@pytest.mark.slow  # 27 s: two worker processes import the stack; dying and raising workers stay in the default set
 def test_a_worker_that_cannot_load_is_bad_input(run_cli, tmp_path: Path) -> None:
     # A model folder that passes the parent's checks (it has a model_index.json) but that diffusers cannot
     # load: the refusal comes from the workers' load. (A CUDA device this machine lacks is refused earlier,
