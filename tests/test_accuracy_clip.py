@@ -140,6 +140,7 @@ def test_the_openai_checkpoints_float16_weights_load_unchanged(scorer: ClipScore
     assert "float16 precision" in precision["loaded"]
 
 
+@pytest.mark.slow  # 15 s: a full-size CLIP state dict in float32, saved and loaded
 def test_a_float32_state_dict_is_rounded_to_float16_and_says_so(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

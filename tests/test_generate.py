@@ -76,6 +76,7 @@ def test_generate_refuses_a_non_empty_output_folder(harness_cache: Path, tmp_pat
     assert run.returncode == 2 and "is not empty" in run.stderr
 
 
+@pytest.mark.slow  # 16 s: a Ray Data pipeline; its refusals stay in the default set
 def test_generate_keeps_rays_logs_and_deprecation_warnings_off_stderr(harness_cache: Path, tmp_path: Path) -> None:
     run = _generate(harness_cache, tmp_path / "quiet", "--backend", "fake", "--workers", "1")
     assert run.returncode == 0, run.stderr[-3000:]
