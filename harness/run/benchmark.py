@@ -88,7 +88,7 @@ class LoadGenOutcome:
 
 
 @dataclass
-class _Phases:
+class Phases:
     seconds: dict[str, float] = field(default_factory=dict)
 
     def timed(self, name: str, fn: Callable[[], Any]) -> Any:
@@ -143,7 +143,7 @@ class _PngSaver:
 
 
 def start_workers(
-    cfg: RunConfig, spec: ModelSpec, warm: PromptBatch, phases: _Phases, trace: TraceSettings | None = None
+    cfg: RunConfig, spec: ModelSpec, warm: PromptBatch, phases: Phases, trace: TraceSettings | None = None
 ) -> list[Worker]:
     """One in-process worker by default; a pool of worker processes for workers.count > 1,
     workers.devices, or workers.processes. Loading and warm-up happen here, off LoadGen's clock.
@@ -221,7 +221,7 @@ def start_workers(
 
 
 def run_benchmark(cfg: RunConfig, run_dir: Path, progress: ProgressFn | None = None) -> RunResult:
-    phases = _Phases()
+    phases = Phases()
     # 0. The whole configuration, checked before anything slow (LoadGen settings included).
     settings = validate_config(cfg)
     sut_choice = choose_sut(cfg.sut.kind)

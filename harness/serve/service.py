@@ -16,7 +16,7 @@ import numpy as np
 from harness.config import RunConfig
 from harness.data.latents import LatentSource
 from harness.errors import ConfigError
-from harness.run.benchmark import _Phases, start_workers, validate_config
+from harness.run.benchmark import Phases, start_workers, validate_config
 from harness.run.model import batch_policy, direct_batch, prepare_inputs, resolve_model_path
 from harness.sut.batcher import BatchPolicy
 from harness.workers.in_process import Worker
@@ -76,7 +76,7 @@ def latents_sha256(latents: LatentSource, count: int) -> str:
 
 def load(cfg: RunConfig) -> tuple[ServedModel, list[Worker]]:
     """Prepare the inputs, load and warm up the backend (with the largest batch the server forms)."""
-    phases = _Phases()
+    phases = Phases()
     inputs = phases.timed("prepare inputs", lambda: prepare_inputs(cfg))
     policy = batch_policy(cfg)
     count = inputs.qsl.total_count
