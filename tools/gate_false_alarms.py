@@ -38,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--backend", choices=("tiny", "fake"), default="tiny", help="tiny: the default run (eager)")
     p.add_argument("--tries", type=int, default=20)
     p.add_argument("--max-slowdown", default="5%")
-    p.add_argument("--confirm", type=int, default=1, help="the gate's --confirm (default 1, as the gate's)")
+    p.add_argument("--confirm", type=int, default=2, help="the gate's --confirm (default 2, as the gate's)")
     p.add_argument("--out", type=Path, help="where the runs go. Default: a temporary folder")
     args = p.parse_args(argv)
     out = args.out or Path(tempfile.mkdtemp(prefix="gate-false-alarms-"))

@@ -10,7 +10,7 @@ runs before the candidate whose conditions match its own, pooled). The candidate
 Conditions that must match: model and weights, backend and its options, scenario, mode, resolution, steps,
 batching, workers, prompts, latents, LoadGen settings, hardware. --allow-difference NAME lets one differ
 (the change under test, e.g. backend.latency_ms or backend.compile_mode).
-A failing throughput or p99 check is confirmed before exit 1 (--confirm N, default 1): the candidate's
+A failing throughput or p99 check is confirmed before exit 1 (--confirm N, default 2): the candidate's
 configuration (its config.toml) runs N more times, on this machine, from the same git commit, and a metric
 fails only if it fails in every one of those runs too. One slow run on a machine other work shares is not a
 regression; a slower backend is slow every time. It cannot confirm (and the failure stands, saying why) when
@@ -62,10 +62,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--confirm",
         type=int,
-        default=1,
+        default=2,
         metavar="N",
         help="before failing on throughput or p99, run the candidate's configuration N more times here; fail "
-        "only if every run fails (default 1; 0: never rerun)",
+        "only if every run fails (default 2; 0: never rerun)",
     )
     add_database_flags(p)
     return p
