@@ -11,8 +11,8 @@ slowed by 10% (backend.latency_ms=22), each gated against the identical-conditio
 (--allow-difference backend.latency_ms): each exit 0 is a missed slowdown. The runs go to --out (a
 temporary folder by default) with their history.sqlite. The 1-minute load average is printed before and
 after: on a shared machine, other work slows some runs for real, and the gate is right to notice that.
-The gate confirms a failing check with one more run of the candidate's configuration (`--confirm`, as the
-gate's own default; --confirm 0 judges each run alone); the confirmation runs are counted.
+The gate confirms a failing check with up to N more runs of the candidate's configuration (`--confirm N`, as the
+gate's own default; --confirm 0 judges each run alone); the candidates that needed confirming are counted.
 Last line: `false_alarms=<n>/<tries> detected=<n>/<tries or n/a> false_alarms_vs_last_5=<n>/<m> confirmations=<n>`.
 """
 
