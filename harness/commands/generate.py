@@ -43,9 +43,9 @@ class _Generator:
     """A Ray Data actor: loads the backend once, then turns batches of rows into PNG files."""
 
     def __init__(self, backend: str, model: Any, options: Any, latent_shape: tuple[int, int, int], out: str) -> None:
-        from backends.registry import backend_class
+        from backends.registry import create_backend
 
-        self.backend = backend_class(backend)(model, options)
+        self.backend = create_backend(backend, model, options)
         self.backend.load()
         self.latent_shape = latent_shape
         self.out = Path(out)

@@ -64,9 +64,9 @@ def _child_main(conn: Connection, spec: WorkerSpec) -> None:  # runs in the work
     if spec.cpu_cores and hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, set(spec.cpu_cores))
     try:
-        from backends.registry import backend_class
+        from backends.registry import create_backend
 
-        backend = backend_class(spec.backend)(spec.model, spec.options)
+        backend = create_backend(spec.backend, spec.model, spec.options)
         backend.load()
         if spec.warmup is not None:
             backend.warmup(spec.warmup)

@@ -61,9 +61,9 @@ class _BackendActor:
 
     def __init__(self, backend: str, model: ModelSpec, options: Any, warmup: PromptBatch | None, name: str) -> None:
         os.environ["HARNESS_WORKER_NAME"] = name
-        from backends.registry import backend_class
+        from backends.registry import create_backend
 
-        self._backend = backend_class(backend)(model, options)
+        self._backend = create_backend(backend, model, options)
         self._backend.load()
         if warmup is not None:
             self._backend.warmup(warmup)
