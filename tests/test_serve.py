@@ -110,14 +110,18 @@ def server_timing(response: httpx.Response) -> dict[str, float]:
     return {name: float(ms) for name, ms in parts}
 
 
-def batch_histogram(client: httpx.Client, headers: dict[str, str] | None = None) -> tuple[float, float]:
-    """(batches, batches of one image) from /metrics."""
+def batch_histogram(client: httpx.Client, headers: dict[str, str] | None = None) -> tuple[float, float, float]:
+    """(batches, batches of one image, images in all batches) from /metrics."""
     from prometheus_client.parser import text_string_to_metric_families
 
     text = client.get("/metrics", headers=headers).text
     (family,) = [f for f in text_string_to_metric_families(text) if f.name == "harness_serve_batch_size"]
     samples = {(s.name, s.labels.get("le")): s.value for s in family.samples}
-    return samples[("harness_serve_batch_size_count", None)], samples[("harness_serve_batch_size_bucket", "1.0")]
+    return (
+        samples[("harness_serve_batch_size_count", None)],
+        samples[("harness_serve_batch_size_bucket", "1.0")],
+        samples[("harness_serve_batch_size_sum", None)],
+    )
 
 
 # -- ready ------------------------------------------------------------------------------------------------
@@ -233,7 +237,7 @@ def test_an_image_by_sample_index_equals_the_in_process_backends(
 
 def test_concurrent_requests_share_a_server_side_batch(client: httpx.Client, url: str, reference: Any) -> None:
     _, backend = reference
-    batches_before, singles_before = batch_histogram(client)
+    batches_before, singles_before, images_before = batch_histogram(client)
     together = threading.Barrier(8)  # the eight requests leave at once, well within sut.max_wait_ms (100 ms)
 
     def one(i: int) -> bool:
@@ -246,9 +250,10 @@ def test_concurrent_requests_share_a_server_side_batch(client: httpx.Client, url
     with concurrent.futures.ThreadPoolExecutor(8) as pool:
         own_images = list(pool.map(one, range(8)))
     assert own_images == [True] * 8
-    batches, singles = batch_histogram(client)
+    batches, singles, images = batch_histogram(client)
     new_batches, new_singles = batches - batches_before, singles - singles_before
-    assert 1 <= new_batches < 8  # eight images in fewer batches
+    assert images - images_before == 8  # every request's image went through a counted batch
+    assert new_batches < 8, f"eight requests sent together ran in {new_batches:g} batches: none was shared"
     assert new_batches - new_singles >= 1  # at least one batch of more than one image
 
 
